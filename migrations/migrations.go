@@ -1,0 +1,107 @@
+// Package migrations holds Rapport's PostgreSQL schema as goose SQL files,
+// embedded in the binary, and applies them with goose v3's Provider under a
+// PostgreSQL advisory lock, so `rapport migrate` is safe to run twice or from
+// several processes at once. It also creates the database when it is missing.
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed *.sql
+var files embed.FS
+
+// Up creates the database named by dsn when it is missing and applies every
+// pending migration. It returns the number applied.
+func Up(ctx context.Context, dsn string, logger *slog.Logger) (int, error) {
+	if err := EnsureDatabase(ctx, dsn); err != nil {
+		return 0, err
+	}
+	p, db, err := provider(dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	defer p.Close()
+	results, err := p.Up(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: %w", err)
+	}
+	for _, r := range results {
+		logger.InfoContext(ctx, "migration applied", slog.Int64("version", r.Source.Version), slog.Duration("took", r.Duration))
+	}
+	return len(results), nil
+}
+
+// Pending reports whether migrations remain to be applied (for /readyz).
+func Pending(ctx context.Context, db *sql.DB) (bool, error) {
+	p, err := goose.NewProvider(goose.DialectPostgres, db, files)
+	if err != nil {
+		return false, fmt.Errorf("load migrations: %w", err)
+	}
+	return p.HasPending(ctx)
+}
+
+func provider(dsn string) (*goose.Provider, *sql.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse database url: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, files, goose.WithSessionLocker(locker))
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return p, db, nil
+}
+
+// EnsureDatabase creates the database named by dsn when it does not exist,
+// connecting to the server's maintenance database ("postgres") to do so.
+// Two processes racing to create it both succeed.
+func EnsureDatabase(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" { // invalid_catalog_name
+		return fmt.Errorf("connect to database %q: %w", cfg.Database, err)
+	}
+	name := cfg.Database
+	admin := cfg.Copy()
+	admin.Database = "postgres"
+	aconn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connect to create database %q: %w", name, err)
+	}
+	defer aconn.Close(ctx)
+	_, err = aconn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") {
+		return nil // created by a concurrent migrate
+	}
+	if err != nil {
+		return fmt.Errorf("create database %q: %w", name, err)
+	}
+	return nil
+}
