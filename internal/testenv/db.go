@@ -91,7 +91,6 @@ func dropDatabase(name string) {
 	conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 }
 
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
