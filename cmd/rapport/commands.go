@@ -5,8 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rapportsync/rapport/migrations"
+	"github.com/rapportsync/rapport/rules"
 )
 
 func runMigrate(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
@@ -25,23 +32,102 @@ func notLanded(what string) error {
 }
 
 func runServe(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
-	return notLanded("the HTTP surface (webhooks, OAuth, admin API)")
+	return runService(ctx, e, c, true, false)
 }
 
 func runWorker(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
-	return notLanded("the sync pipeline (workers and schedules)")
+	return runService(ctx, e, c, false, true)
 }
 
 func runAll(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
-	return notLanded("the sync pipeline and HTTP surface")
+	return runService(ctx, e, c, true, true)
+}
+
+// runService runs the HTTP server, the workers or both until SIGINT or
+// SIGTERM; SIGHUP reloads the rules.
+func runService(ctx context.Context, e *env, c *Config, serve, work bool) error {
+	logger := c.logger(e.stderr)
+	a, err := newApp(ctx, c, logger, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	a.watchRules(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if c.RulesDir == "" {
+					logger.Info("SIGHUP: no RAPPORT_RULES_DIR; the built-in rules stay")
+					continue
+				}
+				if err := a.rules.Reload(c.RulesDir); err != nil {
+					logger.Error("SIGHUP: rules reload refused; the old rules stay", slog.Any("error", err))
+				} else {
+					logger.Info("SIGHUP: rules reloaded", slog.String("version", a.rules.Get().Version()))
+				}
+			}
+		}
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	if serve {
+		g.Go(func() error { return a.serveHTTP(gctx, c.HTTPAddr, nil) })
+	}
+	if work {
+		g.Go(func() error { return a.work(gctx) })
+	}
+	return g.Wait()
 }
 
 func runRulesCheck(ctx context.Context, e *env, _ *Config, _ any, args []string) error {
-	return notLanded("rule file checking")
+	errs := rules.Check(args[0])
+	for _, err := range errs {
+		fmt.Fprintln(e.stderr, err)
+	}
+	if len(errs) > 0 {
+		return errReported
+	}
+	s, err := rules.Load(args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %d rules ok (version %s)\n", args[0], len(s.Rules()), s.Version())
+	return nil
 }
 
 func runRulesTest(ctx context.Context, e *env, _ *Config, _ any, args []string) error {
-	return notLanded("rule file testing")
+	s, err := rules.Load(args[0])
+	if err != nil {
+		var list rules.ErrorList
+		if errors.As(err, &list) {
+			for _, le := range list {
+				fmt.Fprintln(e.stderr, le)
+			}
+			return errReported
+		}
+		return err
+	}
+	report, err := rules.RunTests(args[0], s)
+	if err != nil {
+		var list rules.ErrorList
+		if errors.As(err, &list) {
+			for _, le := range list {
+				fmt.Fprintln(e.stderr, le)
+			}
+			return errReported
+		}
+		return err
+	}
+	fmt.Fprintln(e.stdout, report.String())
+	if report.Failed > 0 {
+		return errReported
+	}
+	return nil
 }
 
 type demoOptions struct{ once bool }

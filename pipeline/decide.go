@@ -1,0 +1,187 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/rules"
+)
+
+// MeetingKey is sha256(workspace id, iCalUID, original start of the
+// instance): every copy of one meeting on several calendars has the same key,
+// and each instance of a recurring series has its own.
+func MeetingKey(workspaceID, iCalUID string, originalStart time.Time) string {
+	h := sha256.New()
+	h.Write([]byte(workspaceID))
+	h.Write([]byte{0})
+	h.Write([]byte(iCalUID))
+	h.Write([]byte{0})
+	if !originalStart.IsZero() {
+		h.Write([]byte(originalStart.UTC().Format(time.RFC3339)))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// desired is what the CRM should hold for one meeting, computed from one
+// copy of its event. It travels in the crm:write payload (Redis, transient)
+// and is never stored: the ledger keeps only its hash.
+type desired struct {
+	// Props are the meeting's properties as Rapport would create them.
+	Props map[string]string `json:"props"`
+	// CompanyIDs are the matched companies; ContactEmails the external
+	// attendees of matched companies, resolved to contacts at write time.
+	CompanyIDs    []string `json:"company_ids"`
+	ContactEmails []string `json:"contact_emails"`
+	// OwnerEmails are the candidates for the CRM owner, best first: the
+	// organizer when internal, then the internal attendees.
+	OwnerEmails []string `json:"owner_emails"`
+	ICalUID     string   `json:"ical_uid"`
+	Cancel      bool     `json:"cancel"`
+}
+
+// desiredOf builds the desired CRM state of a meeting from one copy and its
+// decision.
+func desiredOf(key string, ev *calendar.Event, d *rules.Decision, now time.Time) desired {
+	outcome := crm.OutcomeScheduled
+	if ev.End.Before(now) {
+		outcome = crm.OutcomeCompleted
+	}
+	props := map[string]string{
+		crm.PropKey:         key,
+		crm.PropTimestamp:   isoMillis(ev.Start),
+		crm.PropTitle:       ev.Title,
+		crm.PropStart:       isoMillis(ev.Start),
+		crm.PropEnd:         isoMillis(ev.End),
+		crm.PropLocation:    ev.Location,
+		crm.PropExternalURL: ev.ConferenceURL,
+		crm.PropOutcome:     outcome,
+		crm.PropBody:        ev.Description,
+	}
+	w := desired{Props: props, ICalUID: ev.ICalUID}
+	for _, c := range d.Companies {
+		w.CompanyIDs = append(w.CompanyIDs, c.ID)
+	}
+	for i, a := range d.Attendees {
+		if i >= len(ev.Attendees) {
+			break // the owner and organizer appended to the trace
+		}
+		if a.External && len(a.Companies) > 0 {
+			w.ContactEmails = append(w.ContactEmails, strings.ToLower(ev.Attendees[i].Email))
+		}
+	}
+	if isInternal(d, ev.Organizer.Email, ev) {
+		w.OwnerEmails = append(w.OwnerEmails, strings.ToLower(ev.Organizer.Email))
+	}
+	for i, a := range d.Attendees {
+		if i < len(ev.Attendees) && a.Internal && !a.Resource {
+			w.OwnerEmails = append(w.OwnerEmails, strings.ToLower(ev.Attendees[i].Email))
+		}
+	}
+	sort.Strings(w.CompanyIDs)
+	w.CompanyIDs = slices.Compact(w.CompanyIDs)
+	sort.Strings(w.ContactEmails)
+	w.ContactEmails = slices.Compact(w.ContactEmails)
+	return w
+}
+
+// isInternal reports whether addr is one of the event's attendees that the
+// decision classified internal, or the organizer when classified so.
+func isInternal(d *rules.Decision, addr string, ev *calendar.Event) bool {
+	if addr == "" {
+		return false
+	}
+	for i, a := range ev.Attendees {
+		if strings.EqualFold(a.Email, addr) && i < len(d.Attendees) {
+			return d.Attendees[i].Internal
+		}
+	}
+	// The organizer is appended to the trace after the owner when absent
+	// from the attendee list.
+	if n := len(d.Attendees); n > len(ev.Attendees) {
+		return d.Attendees[n-1].Internal && d.Attendees[n-1].Organizer
+	}
+	return false
+}
+
+// hash is the hash of the calendar-owned state: the properties a calendar
+// change may overwrite, the cancellation and the associations. Two payloads
+// with equal hashes need no CRM call between them.
+func (w *desired) hash(own ownership) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(w.Props))
+	for k := range w.Props {
+		if own.updatable(k) && k != crm.PropOutcome {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h.Write([]byte(k + "=" + w.Props[k] + "\x00"))
+	}
+	if w.Cancel {
+		h.Write([]byte("cancel\x00"))
+	}
+	h.Write([]byte("companies=" + strings.Join(w.CompanyIDs, ",") + "\x00"))
+	h.Write([]byte("contacts=" + strings.Join(w.ContactEmails, ",") + "\x00"))
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+func isoMillis(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// ownership is the field ownership of ARCHITECTURE section 4 (the rules
+// file's `ownership:` section, defaulting to that table). It is enforced here
+// and only here: createProps and updateProps are the only ways meeting
+// properties reach the CRM, and no path writes contact or company records.
+type ownership struct{ rules.Ownership }
+
+// updatable reports whether a calendar change may overwrite prop.
+func (o ownership) updatable(prop string) bool { return o.Of(prop) == rules.OwnerCalendar }
+
+// createProps are the properties of a new meeting: every property Rapport
+// writes, with the owner when the organizer maps to one.
+func (o ownership) createProps(w *desired, ownerID string) map[string]string {
+	props := make(map[string]string, len(w.Props)+1)
+	for k, v := range w.Props {
+		if v != "" && (k == crm.PropKey || o.Of(k) != "") {
+			props[k] = v
+		}
+	}
+	if w.Cancel {
+		props[crm.PropOutcome] = crm.OutcomeCanceled
+	}
+	if ownerID != "" && o.Of(crm.PropOwner) != "" {
+		props[crm.PropOwner] = ownerID
+	}
+	return props
+}
+
+// updateProps are the properties an update of an existing meeting sends:
+// only calendar-owned ones. The outcome is set to CANCELED when the event is
+// cancelled, whoever owns it, and set back when Rapport's own cancellation is
+// undone; otherwise it is the CRM's.
+func (o ownership) updateProps(w *desired, wasCancelled bool) map[string]string {
+	props := map[string]string{}
+	for k, v := range w.Props {
+		if o.updatable(k) && k != crm.PropOutcome {
+			props[k] = v
+		}
+	}
+	switch {
+	case w.Cancel:
+		props[crm.PropOutcome] = crm.OutcomeCanceled
+	case wasCancelled:
+		props[crm.PropOutcome] = w.Props[crm.PropOutcome]
+	}
+	return props
+}

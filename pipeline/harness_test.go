@@ -1,0 +1,294 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+
+	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/calendar/calendartest"
+	"github.com/rapportsync/rapport/calendar/google"
+	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/crm/crmtest"
+	"github.com/rapportsync/rapport/crm/hubspot"
+	"github.com/rapportsync/rapport/internal/testenv"
+	"github.com/rapportsync/rapport/pipeline"
+	"github.com/rapportsync/rapport/pipeline/credentials"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// harness runs the real pipeline and worker on real PostgreSQL and Redis
+// against the Google and HubSpot fakes, with webhooks delivered over HTTP.
+type harness struct {
+	t      *testing.T
+	ctx    context.Context
+	pool   *pgxpool.Pool
+	rdb    *redis.Client
+	google *calendartest.Server
+	hub    *crmtest.Server
+	vault  *credentials.Vault
+	p      *pipeline.Pipeline
+	worker *pipeline.Worker
+	web    *httptest.Server
+	ws     string
+	now    atomic.Pointer[time.Time]
+
+	webhooks atomic.Int64
+}
+
+type harnessOptions struct {
+	hub        crmtest.Options
+	searchLag  time.Duration
+	autoNotify bool
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testLogger() *slog.Logger {
+	if os.Getenv("RAPPORT_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return quiet
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h := &harness{t: t, ctx: ctx, pool: testenv.DB(t), rdb: testenv.Redis(t)}
+	h.google = calendartest.NewServer()
+	t.Cleanup(h.google.Close)
+	if o.hub.Limit == 0 {
+		o.hub.Limit = -1
+	}
+	if o.hub.SearchPerSecond == 0 {
+		o.hub.SearchPerSecond = -1
+	}
+	h.hub = crmtest.NewServer(o.hub)
+	t.Cleanup(h.hub.Close)
+
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	keys, err := credentials.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.vault, err = credentials.New(credentials.Config{Pool: h.pool, Keys: keys, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.web = httptest.NewServer(http.HandlerFunc(h.webhook))
+	t.Cleanup(h.web.Close)
+
+	limit, _ := hubspot.ParseLimit("1000/1s")
+	if o.hub.Limit > 0 {
+		limit = hubspot.Limit{Requests: o.hub.Limit, Window: o.hub.Window}
+	}
+	if o.searchLag == 0 {
+		o.searchLag = 200 * time.Millisecond
+	}
+	h.p, err = pipeline.New(pipeline.Config{
+		Pool: h.pool, Redis: h.rdb, Vault: h.vault, PublicURL: h.web.URL,
+		SearchLag: o.searchLag, Logger: testLogger(),
+		Providers: pipeline.Providers{
+			Calendar: func(ctx context.Context, ts oauth2.TokenSource) (calendar.Source, error) {
+				return google.New(ctx, google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}, ts)
+			},
+			CRM: func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
+				return hubspot.New(hubspot.Config{BaseURL: h.hub.URL(), Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.google.SetAutoNotify(o.autoNotify)
+	ws, err := h.p.CreateWorkspace(ctx, "Northwind", []string{"northwind.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ws = ws.ID
+	// The database is shared by the package's tests: drop this test's
+	// workspace afterwards so the next test's schedules do not sync it.
+	t.Cleanup(func() {
+		h.stopWorker()
+		h.pool.Exec(context.Background(), `DELETE FROM workspaces WHERE id = $1`, h.ws)
+	})
+	return h
+}
+
+// webhook is the Google webhook endpoint as `rapport serve` runs it.
+func (h *harness) webhook(w http.ResponseWriter, r *http.Request) {
+	n, err := google.ParseNotification(r.Header, nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.webhooks.Add(1)
+	if err := h.p.GoogleNotification(r.Context(), n); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+}
+
+func (h *harness) startWorker() {
+	h.t.Helper()
+	h.worker = h.p.NewWorker()
+	if err := h.worker.Start(h.ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(h.stopWorker)
+}
+
+func (h *harness) stopWorker() {
+	if h.worker != nil {
+		h.worker.Shutdown()
+		h.worker = nil
+	}
+}
+
+// connectHubSpot imports a HubSpot connection and waits for its index.
+func (h *harness) connectHubSpot() {
+	h.t.Helper()
+	_, err := h.p.AddConnection(h.ctx, h.ws, pipeline.ConnectionInput{Provider: "hubspot", AccessToken: "hub-token", RefreshToken: "r", ExpiresAt: time.Now().Add(24 * time.Hour)})
+	if err != nil {
+		h.t.Fatalf("connect HubSpot: %v", err)
+	}
+	h.eventually("company index loaded", func() bool {
+		st, err := h.p.WorkspaceStatus(h.ctx, h.ws)
+		return err == nil && st.Index.LoadedAt != nil
+	})
+}
+
+// connectGoogle imports a Google connection for one employee's calendar.
+func (h *harness) connectGoogle(email, token string) pipeline.Connection {
+	h.t.Helper()
+	c, err := h.p.AddConnection(h.ctx, h.ws, pipeline.ConnectionInput{
+		Provider: "google", AccountEmail: email, AccessToken: token, RefreshToken: "r-" + token,
+		ExpiresAt: time.Now().Add(24 * time.Hour), CalendarIDs: []string{email},
+	})
+	if err != nil {
+		h.t.Fatalf("connect Google %s: %v", email, err)
+	}
+	return c
+}
+
+func (h *harness) addCalendar(email string) {
+	h.t.Helper()
+	if err := h.google.AddCalendar(email, "Europe/Berlin"); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or 30 s pass.
+func (h *harness) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// settle waits until the queues are empty and no meeting is pending.
+func (h *harness) settle() {
+	h.t.Helper()
+	h.eventually("queues drained", func() bool {
+		for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink} {
+			n, err := h.queueSize(q)
+			if err != nil || n > 0 {
+				return false
+			}
+		}
+		var pending int
+		h.pool.QueryRow(h.ctx, `SELECT count(*) FROM meetings WHERE workspace_id = $1 AND state IN ('pending', 'creating')`, h.ws).Scan(&pending)
+		return pending == 0
+	})
+}
+
+func (h *harness) queueSize(q string) (int, error) {
+	insp := pipelineInspector(h.rdb)
+	info, err := insp.GetQueueInfo(q)
+	if err != nil {
+		if strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not found") {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return info.Pending + info.Active + info.Scheduled + info.Retry + info.Aggregating, nil
+}
+
+// meetings returns the fake HubSpot's meetings sorted by title then start.
+func (h *harness) meetings() []crm.Meeting {
+	ms := h.hub.Meetings()
+	sort.Slice(ms, func(i, j int) bool {
+		a, b := ms[i].Properties, ms[j].Properties
+		if a[crm.PropTitle] != b[crm.PropTitle] {
+			return a[crm.PropTitle] < b[crm.PropTitle]
+		}
+		return a[crm.PropStart] < b[crm.PropStart]
+	})
+	return ms
+}
+
+// byTitle returns the meetings with a title.
+func (h *harness) byTitle(title string) []crm.Meeting {
+	var out []crm.Meeting
+	for _, m := range h.hub.Meetings() {
+		if m.Properties[crm.PropTitle] == title {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// one returns the single meeting with a title, failing otherwise.
+func (h *harness) one(title string) crm.Meeting {
+	h.t.Helper()
+	ms := h.byTitle(title)
+	if len(ms) != 1 {
+		h.t.Fatalf("%d meetings titled %q in HubSpot, want 1", len(ms), title)
+	}
+	return ms[0]
+}
+
+func (h *harness) ledgerStates() map[string]int {
+	rows, err := h.pool.Query(h.ctx, `SELECT state, count(*) FROM meetings WHERE workspace_id = $1 AND rule <> '' GROUP BY state`, h.ws)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		rows.Scan(&s, &n)
+		out[s] = n
+	}
+	return out
+}
+
+func iso(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func (h *harness) logf(format string, args ...any) { h.t.Logf(format, args...) }
+
+var _ = fmt.Sprint

@@ -1,0 +1,335 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/rapportsync/rapport/pipeline"
+)
+
+const (
+	providerGoogle  = "google"
+	providerHubSpot = "hubspot"
+	// stateTTL is how long a started OAuth flow may take.
+	stateTTL = 10 * time.Minute
+	// pkceCookie prefixes the cookie holding a flow's PKCE verifier; the
+	// flow's nonce completes the name, so flows in several tabs coexist.
+	pkceCookie = "rapport_pkce_"
+)
+
+// Default scopes: Google's calendar.events plus openid email, so that the
+// token response's id_token names the account; HubSpot's CRM scopes.
+var defaultScopes = map[string][]string{
+	providerGoogle: {"openid", "email", "https://www.googleapis.com/auth/calendar.events"},
+	providerHubSpot: {"crm.objects.contacts.read", "crm.objects.contacts.write",
+		"crm.objects.companies.read", "crm.objects.owners.read"},
+}
+
+// withOAuthDefaults copies oc, filling its redirect URL and scopes.
+func withOAuthDefaults(provider string, oc *oauth2.Config, publicURL string) *oauth2.Config {
+	c := *oc
+	if c.RedirectURL == "" {
+		c.RedirectURL = publicURL + "/oauth/" + provider + "/callback"
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = defaultScopes[provider]
+	}
+	return &c
+}
+
+// oauthConfig returns the configured client of the path's provider, or
+// answers 404 (no such provider) or 503 (not configured).
+func (s *Server) oauthConfig(w http.ResponseWriter, r *http.Request) (string, *oauth2.Config, bool) {
+	provider := r.PathValue("provider")
+	if provider != providerGoogle && provider != providerHubSpot {
+		writeError(w, http.StatusNotFound, "unknown_provider", "OAuth is offered for google and hubspot only")
+		return "", nil, false
+	}
+	oc := s.oauth[provider]
+	if oc == nil {
+		env := strings.ToUpper(provider)
+		writeError(w, http.StatusServiceUnavailable, "not_configured",
+			fmt.Sprintf("%s OAuth is not configured: set RAPPORT_%s_CLIENT_ID and RAPPORT_%s_CLIENT_SECRET", provider, env, env))
+		return "", nil, false
+	}
+	return provider, oc, true
+}
+
+// oauthStart sends the browser to the provider's consent page with a
+// signed state bound to the workspace and a PKCE S256 challenge. The PKCE
+// verifier stays in this browser: an HttpOnly, SameSite=Lax cookie scoped to
+// /oauth/{provider}/ and named after the flow's nonce, so a code and state
+// leaked from the redirect cannot be redeemed from another browser.
+func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
+	provider, oc, ok := s.oauthConfig(w, r)
+	if !ok {
+		return
+	}
+	ws := r.URL.Query().Get("workspace")
+	if ws == "" {
+		writeError(w, http.StatusBadRequest, "invalid", "the workspace query parameter is required")
+		return
+	}
+	if _, err := s.svc.WorkspaceStatus(r.Context(), ws); err != nil {
+		s.fail(w, r, "oauth start", err)
+		return
+	}
+	st := oauthState{Workspace: ws, Provider: provider, Expires: s.clock().Add(stateTTL).Unix(), Nonce: randomToken(16)}
+	state := s.signState(st)
+	verifier := oauth2.GenerateVerifier()
+	http.SetCookie(w, &http.Cookie{
+		Name:     pkceCookie + st.Nonce,
+		Value:    verifier,
+		Path:     "/oauth/" + provider + "/",
+		MaxAge:   int(stateTTL / time.Second),
+		HttpOnly: true,
+		Secure:   strings.HasPrefix(s.cfg.PublicURL, "https://"),
+		SameSite: http.SameSiteLaxMode,
+	})
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if provider == providerGoogle {
+		// A refresh token every time, even when the user consented before.
+		opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
+	}
+	s.log.InfoContext(r.Context(), "oauth flow started", slog.String("request_id", RequestID(r.Context())),
+		slog.String("workspace_id", ws), slog.String("provider", provider))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusFound)
+}
+
+// oauthCallback checks the state, exchanges the code with the PKCE
+// verifier, and adds the connection through the pipeline, which for Google
+// registers the primary calendar, opens its channel and starts the initial
+// sync, and for HubSpot prepares the portal and loads the company index.
+func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
+	provider, oc, ok := s.oauthConfig(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	q := r.URL.Query()
+	st, err := s.verifyState(q.Get("state"), provider)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_state", err.Error()+"; start again from /oauth/"+provider+"/start")
+		return
+	}
+	cookie := &http.Cookie{Name: pkceCookie + st.Nonce, Path: "/oauth/" + provider + "/", MaxAge: -1, HttpOnly: true,
+		Secure: strings.HasPrefix(s.cfg.PublicURL, "https://"), SameSite: http.SameSiteLaxMode}
+	if e := q.Get("error"); e != "" {
+		http.SetCookie(w, cookie)
+		writeError(w, http.StatusBadRequest, "authorization_denied",
+			fmt.Sprintf("%s did not authorise the connection (%s)", provider, safeCode(e)))
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		writeError(w, http.StatusBadRequest, "invalid", "the code query parameter is missing")
+		return
+	}
+	c, err := r.Cookie(pkceCookie + st.Nonce)
+	if err != nil || c.Value == "" {
+		writeError(w, http.StatusBadRequest, "invalid_state",
+			"this sign-in was started in another browser or took too long; start again from /oauth/"+provider+"/start")
+		return
+	}
+	http.SetCookie(w, cookie)
+
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, s.cfg.HTTPClient), 30*time.Second)
+	defer cancel()
+	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(c.Value))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			writeError(w, http.StatusBadRequest, "exchange_rejected",
+				fmt.Sprintf("%s rejected the authorisation code (%s); start again from /oauth/%s/start", provider, safeCode(re.ErrorCode), provider))
+			return
+		}
+		s.log.ErrorContext(ctx, "oauth code exchange failed", slog.String("request_id", RequestID(ctx)),
+			slog.String("provider", provider), slog.String("workspace_id", st.Workspace))
+		writeError(w, http.StatusBadGateway, "exchange_failed", fmt.Sprintf("the token exchange with %s failed; try again", provider))
+		return
+	}
+	in := pipeline.ConnectionInput{
+		Provider:     provider,
+		AccessToken:  tok.AccessToken,
+		RefreshToken: tok.RefreshToken,
+		ExpiresAt:    tok.Expiry,
+	}
+	if provider == providerGoogle {
+		email, err := idTokenEmail(tok)
+		if err != nil {
+			s.log.ErrorContext(ctx, "google token response without an e-mail", slog.String("request_id", RequestID(ctx)),
+				slog.String("workspace_id", st.Workspace), slog.String("error", err.Error()))
+			writeError(w, http.StatusBadGateway, "no_account", "Google did not say which account signed in: the openid and email scopes are needed")
+			return
+		}
+		in.AccountEmail = email
+		in.CalendarIDs = []string{"primary"}
+	}
+	conn, err := s.svc.AddConnection(ctx, st.Workspace, in)
+	if err != nil {
+		s.fail(w, r, "add connection", err)
+		return
+	}
+	s.log.InfoContext(ctx, "oauth connection added", slog.String("request_id", RequestID(ctx)),
+		slog.String("workspace_id", st.Workspace), slog.String("provider", provider), slog.String("connection_id", conn.ID))
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]any{"workspace_id": st.Workspace, "connection": conn})
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	successPage.Execute(w, struct {
+		Provider, Account, Workspace, Connection string
+	}{providerName(provider), conn.Account, st.Workspace, conn.ID})
+}
+
+var successPage = template.Must(template.New("ok").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Rapport: connected</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;line-height:1.5}</style></head>
+<body><h1>Connected</h1>
+<p>{{.Provider}}{{if .Account}} account <strong>{{.Account}}</strong>{{end}} is now connected to Rapport
+(workspace <code>{{.Workspace}}</code>, connection <code>{{.Connection}}</code>).</p>
+<p>You can close this window.</p></body></html>
+`))
+
+func providerName(p string) string {
+	if p == providerHubSpot {
+		return "HubSpot"
+	}
+	return "Google"
+}
+
+func wantsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return strings.Contains(a, "application/json") && !strings.Contains(a, "text/html")
+}
+
+// oauthState is what the state parameter carries, signed.
+type oauthState struct {
+	Workspace string `json:"w"`
+	Provider  string `json:"p"`
+	Expires   int64  `json:"e"`
+	Nonce     string `json:"n"`
+}
+
+// signState returns base64url(JSON) "." base64url(HMAC-SHA256).
+func (s *Server) signState(st oauthState) string {
+	payload, _ := json.Marshal(st)
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	return p + "." + base64.RawURLEncoding.EncodeToString(s.stateMAC(p))
+}
+
+func (s *Server) stateMAC(payload string) []byte {
+	m := hmac.New(sha256.New, s.cfg.StateKey)
+	m.Write([]byte("rapport oauth state v1\x00"))
+	m.Write([]byte(payload))
+	return m.Sum(nil)
+}
+
+var errBadState = errors.New("the OAuth state is invalid")
+
+// verifyState checks the state's signature, provider and expiry.
+func (s *Server) verifyState(state, provider string) (oauthState, error) {
+	p, sig, ok := strings.Cut(state, ".")
+	if !ok || p == "" || len(state) > 1024 {
+		return oauthState{}, errBadState
+	}
+	// Strict: a non-canonical encoding of the same bytes is a different state.
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+	if err != nil || !hmac.Equal(mac, s.stateMAC(p)) {
+		return oauthState{}, errBadState
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(p)
+	if err != nil {
+		return oauthState{}, errBadState
+	}
+	var st oauthState
+	if err := json.Unmarshal(payload, &st); err != nil || st.Workspace == "" || !validNonce(st.Nonce) {
+		return oauthState{}, errBadState
+	}
+	if st.Provider != provider {
+		return oauthState{}, fmt.Errorf("%w: it was issued for %s", errBadState, st.Provider)
+	}
+	if !s.clock().Before(time.Unix(st.Expires, 0)) {
+		return oauthState{}, fmt.Errorf("%w: it expired", errBadState)
+	}
+	return st, nil
+}
+
+func validNonce(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// safeCode keeps an OAuth error code printable and short.
+func safeCode(c string) string {
+	if c == "" {
+		return "no error code"
+	}
+	var b strings.Builder
+	for _, r := range c {
+		if b.Len() >= 64 {
+			break
+		}
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// idTokenEmail reads the "email" claim of the id_token in a Google token
+// response. The token came straight from Google's token endpoint over TLS,
+// so its payload is trusted without checking the signature (OpenID Connect
+// Core 3.1.3.7).
+func idTokenEmail(tok *oauth2.Token) (string, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return "", errors.New("no id_token in the token response")
+	}
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", errors.New("id_token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", errors.New("id_token payload is not base64url")
+	}
+	var claims struct {
+		Email string `json:"email"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", errors.New("id_token payload is not JSON")
+	}
+	if claims.Email == "" || !strings.Contains(claims.Email, "@") {
+		return "", errors.New("id_token has no email claim")
+	}
+	return strings.ToLower(claims.Email), nil
+}

@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task types (ARCHITECTURE section 7).
+const (
+	TaskSync         = "calendar:sync"
+	TaskWrite        = "crm:write"
+	TaskWriteBatch   = "crm:write:batch"
+	TaskLink         = "calendar:link"
+	TaskRenew        = "calendar:renew"
+	TaskIndex        = "crm:index"
+	TaskReconcile    = "reconcile"
+	TaskRefresh      = "credentials:refresh"
+	TaskSchedule     = "schedule:tick"
+	QueueSync        = "sync"
+	QueueCRM         = "crm"
+	QueueLink        = "link"
+	QueueMaintenance = "maintenance"
+)
+
+// syncPayload names the calendar (row id) to sync.
+type syncPayload struct {
+	CalendarID string `json:"calendar_id"`
+	// Dirty is the calendar's dirty counter when the change was noticed.
+	Dirty int64 `json:"dirty"`
+	// Full forces a full listing (reconciliation of a calendar).
+	Full bool `json:"full,omitempty"`
+	// SeenAt is when the change was first noticed (webhook), for the
+	// webhook-to-CRM latency.
+	SeenAt time.Time `json:"seen_at,omitzero"`
+}
+
+// writePayload is one meeting's CRM write. It carries the normalised event
+// transiently; PostgreSQL only ever sees its hash.
+type writePayload struct {
+	WorkspaceID  string    `json:"workspace_id"`
+	ConnectionID string    `json:"connection_id"`
+	Key          string    `json:"key"`
+	Hash         string    `json:"hash"`
+	Desired      desired   `json:"desired"`
+	SeenAt       time.Time `json:"seen_at,omitzero"`
+}
+
+// linkPayload writes the CRM id back into one copy of the event.
+type linkPayload struct {
+	CalendarID string `json:"calendar_id"` // row id
+	EventID    string `json:"event_id"`
+	Key        string `json:"key"`
+	CRMID      string `json:"crm_id"`
+}
+
+// indexPayload refreshes a workspace's company index.
+type indexPayload struct {
+	WorkspaceID string `json:"workspace_id"`
+	Full        bool   `json:"full,omitempty"`
+}
+
+// reconcilePayload runs a reconciliation recorded in reconciliation_runs.
+type reconcilePayload struct {
+	RunID string `json:"run_id"`
+}
+
+// bucket is the time bucket in task ids: an archived task blocks its id for
+// good, so ids are business key plus bucket.
+func bucket(t time.Time, d time.Duration) string {
+	return strconv.FormatInt(t.UnixNano()/int64(d), 10)
+}
+
+// enqueue adds a task; a task id already taken means the same work is
+// queued or running, which is what we want, so it is not an error.
+func (p *Pipeline) enqueue(ctx context.Context, typ string, payload any, opts ...asynq.Option) error {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("encode %s payload: %w", typ, err)
+	}
+	_, err = p.queue.EnqueueContext(ctx, asynq.NewTask(typ, b), opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", typ, err)
+	}
+	return nil
+}
+
+// enqueueSync queues a sync of one calendar for one bump of its dirty
+// counter (see markDirty, the only caller).
+func (p *Pipeline) enqueueSync(ctx context.Context, calID string, dirty int64, full bool, seenAt time.Time) error {
+	id := "sync:" + calID + ":" + strconv.FormatInt(dirty, 10)
+	return p.enqueue(ctx, TaskSync, syncPayload{CalendarID: calID, Dirty: dirty, Full: full, SeenAt: seenAt},
+		asynq.Queue(QueueSync), asynq.TaskID(id), asynq.MaxRetry(10), asynq.Timeout(30*time.Minute))
+}
+
+// enqueueWrite adds one meeting's write to its CRM connection's group; the
+// group is handed to crm:write:batch up to 100 at a time.
+func (p *Pipeline) enqueueWrite(ctx context.Context, w writePayload) error {
+	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(p.now(), time.Hour)
+	return p.enqueue(ctx, TaskWrite, w, asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
+}
+
+func (p *Pipeline) enqueueLink(ctx context.Context, l linkPayload) error {
+	id := "link:" + l.CalendarID + ":" + l.EventID + ":" + l.CRMID
+	return p.enqueue(ctx, TaskLink, l, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10))
+}
+
+// aggregate combines a group's crm:write tasks into one crm:write:batch.
+func aggregate(group string, tasks []*asynq.Task) *asynq.Task {
+	batch := make([]json.RawMessage, 0, len(tasks))
+	for _, t := range tasks {
+		batch = append(batch, t.Payload())
+	}
+	b, _ := json.Marshal(batch)
+	return asynq.NewTask(TaskWriteBatch, b, asynq.MaxRetry(20), asynq.Timeout(10*time.Minute))
+}

@@ -1,0 +1,267 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+)
+
+// Worker runs the Asynq servers, one per queue so each queue has its own
+// concurrency, and the periodic schedules.
+type Worker struct {
+	p       *Pipeline
+	servers []*asynq.Server
+	mux     *asynq.ServeMux
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewWorker builds the worker. Start runs it; Shutdown stops it, letting
+// running tasks finish.
+func (p *Pipeline) NewWorker() *Worker {
+	w := &Worker{p: p}
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TaskSync, p.handleSync)
+	mux.HandleFunc(TaskWriteBatch, p.handleWriteBatch)
+	mux.HandleFunc(TaskWrite, p.handleWriteSingle)
+	mux.HandleFunc(TaskLink, p.handleLink)
+	mux.HandleFunc(TaskRenew, p.handleRenew)
+	mux.HandleFunc(TaskIndex, p.handleIndex)
+	mux.HandleFunc(TaskReconcile, p.handleReconcile)
+	mux.HandleFunc(TaskRefresh, p.handleRefresh)
+	mux.HandleFunc(TaskSchedule, p.handleSchedule)
+	logger := &asynqLogger{p.log}
+	for _, q := range []string{QueueSync, QueueCRM, QueueLink, QueueMaintenance} {
+		cfg := asynq.Config{
+			Queues:            map[string]int{q: 1},
+			Concurrency:       p.cfg.Concurrency[q],
+			RetryDelayFunc:    retryDelay,
+			IsFailure:         isFailure,
+			ErrorHandler:      asynq.ErrorHandlerFunc(p.taskFailed),
+			Logger:            logger,
+			LogLevel:          asynq.WarnLevel,
+			TaskCheckInterval: 100 * time.Millisecond,
+			ShutdownTimeout:   20 * time.Second,
+		}
+		if q == QueueCRM {
+			cfg.GroupAggregator = asynq.GroupAggregatorFunc(aggregate)
+			cfg.GroupMaxSize = 100
+			cfg.GroupGracePeriod = p.cfg.BatchDelay
+			cfg.GroupMaxDelay = p.cfg.BatchMaxDelay
+		}
+		srv := asynq.NewServerFromRedisClient(p.rdb, cfg)
+		w.servers = append(w.servers, srv)
+	}
+	w.mux = mux
+	return w
+}
+
+// Start starts the servers and the schedules.
+func (w *Worker) Start(ctx context.Context) error {
+	for _, s := range w.servers {
+		if err := s.Start(w.mux); err != nil {
+			w.Shutdown()
+			return fmt.Errorf("start worker: %w", err)
+		}
+	}
+	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.done = make(chan struct{})
+	go func() {
+		defer close(w.done)
+		w.p.runSchedules(ctx)
+	}()
+	return nil
+}
+
+// Shutdown stops taking tasks, waits for running ones (up to the shutdown
+// timeout; unfinished ones return to the queue), and stops the schedules.
+func (w *Worker) Shutdown() {
+	if w.cancel != nil {
+		w.cancel()
+		<-w.done
+	}
+	for _, s := range w.servers {
+		s.Stop()
+	}
+	for _, s := range w.servers {
+		s.Shutdown()
+	}
+}
+
+// taskFailed writes a dead letter when a task has used its last retry.
+func (p *Pipeline) taskFailed(ctx context.Context, t *asynq.Task, err error) {
+	if errors.Is(err, asynq.SkipRetry) {
+		return // already recorded by permanent or reauth
+	}
+	n, _ := asynq.GetRetryCount(ctx)
+	max, _ := asynq.GetMaxRetry(ctx)
+	taskID, _ := asynq.GetTaskID(ctx)
+	p.log.WarnContext(ctx, "task failed", slog.String("task", t.Type()), slog.String("task_id", taskID), slog.Int("retry", n), slog.String("class", classLabel(err)), slog.String("error", err.Error()))
+	if n >= max {
+		p.deadLetter(ctx, "", t, "exhausted", refOf(t), err)
+	}
+}
+
+// handleWriteSingle handles a crm:write that reached a handler without
+// being aggregated (it cannot normally happen: writes are grouped).
+func (p *Pipeline) handleWriteSingle(ctx context.Context, t *asynq.Task) error {
+	b, _ := json.Marshal([]json.RawMessage{t.Payload()})
+	return p.handleWriteBatch(ctx, asynq.NewTask(TaskWriteBatch, b))
+}
+
+// schedule is one periodic job.
+type schedule struct {
+	name  string
+	every time.Duration
+}
+
+func (p *Pipeline) schedules() []schedule {
+	return []schedule{
+		{"sync", p.cfg.SyncEvery},
+		{"index", p.cfg.IndexEvery},
+		{"renew", p.cfg.RenewEvery},
+		{"reconcile", p.cfg.ReconcileEvery},
+		{"refresh", time.Minute},
+	}
+}
+
+// runSchedules ticks in every worker; a schedule's task id is its name plus
+// its period's bucket, kept for the whole period (Retention), so N workers
+// produce one run per period, not N.
+func (p *Pipeline) runSchedules(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		now := p.now()
+		for _, s := range p.schedules() {
+			id := "sched:" + s.name + ":" + bucket(now, s.every)
+			err := p.enqueue(ctx, TaskSchedule, map[string]string{"name": s.name}, asynq.Queue(QueueMaintenance),
+				asynq.TaskID(id), asynq.Retention(s.every), asynq.MaxRetry(2))
+			if err != nil && ctx.Err() == nil {
+				p.log.WarnContext(ctx, "enqueue schedule", slog.String("schedule", s.name), slog.Any("error", err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
+	var pl map[string]string
+	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
+		return p.permanent(ctx, t, "", err)
+	}
+	switch pl["name"] {
+	case "sync":
+		return p.forEachCalendar(ctx, func(id string) error {
+			return p.markDirty(ctx, id, false, time.Time{})
+		})
+	case "index":
+		return p.forEachWorkspace(ctx, func(ws string) error {
+			return p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), time.Minute)))
+		}, `SELECT DISTINCT workspace_id::text FROM connections WHERE provider = 'hubspot' AND status = 'active'`)
+	case "renew":
+		return p.enqueue(ctx, TaskRenew, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("renew:"+bucket(p.now(), time.Minute)))
+	case "reconcile":
+		return p.forEachWorkspace(ctx, func(ws string) error {
+			_, err := p.StartReconcile(ctx, ReconcileRequest{WorkspaceID: ws})
+			return err
+		}, `SELECT DISTINCT workspace_id::text FROM calendars`)
+	case "refresh":
+		return p.enqueue(ctx, TaskRefresh, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("refresh:"+bucket(p.now(), time.Minute)))
+	}
+	return nil
+}
+
+func (p *Pipeline) forEachCalendar(ctx context.Context, fn func(id string) error) error {
+	rows, err := p.db.Query(ctx, `SELECT c.id::text FROM calendars c JOIN connections k ON k.id = c.connection_id WHERE k.status = 'active' AND c.status <> 'paused'`)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) forEachWorkspace(ctx context.Context, fn func(ws string) error, query string, args ...any) error {
+	rows, err := p.db.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) handleIndex(ctx context.Context, t *asynq.Task) error {
+	var pl indexPayload
+	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
+		return p.permanent(ctx, t, "", err)
+	}
+	err := p.RefreshIndex(ctx, pl.WorkspaceID, pl.Full)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return p.crmTaskError(ctx, t, pl.WorkspaceID, err)
+}
+
+// crmTaskError maps the error of a CRM call made outside a write batch.
+func (p *Pipeline) crmTaskError(ctx context.Context, t *asynq.Task, ws string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch classLabel(err) {
+	case "auth":
+		conn, cErr := p.crmConnection(ctx, ws)
+		if cErr == nil {
+			return p.reauth(ctx, t, ws, conn.ID, err)
+		}
+	case "permanent":
+		return p.permanent(ctx, t, ws, err)
+	}
+	return err
+}
+
+// handleRefresh refreshes tokens that expire soon, when the vault can.
+func (p *Pipeline) handleRefresh(ctx context.Context, t *asynq.Task) error {
+	r, ok := p.cfg.Vault.(interface {
+		RefreshExpiring(ctx context.Context) (int, error)
+	})
+	if !ok {
+		return nil
+	}
+	_, err := r.RefreshExpiring(ctx)
+	return err
+}
+
+// asynqLogger sends Asynq's own logs to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a *asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a *asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a *asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a *asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a *asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }

@@ -1,0 +1,134 @@
+package rules
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/rapportsync/rapport/matching"
+)
+
+// The expression environment of CONTRACT.md ("Rule files"). Field names are
+// the `expr` tags; the Go types stay unexported, and compile errors are
+// rewritten to speak of "event", "attendee"… rather than of these types.
+//
+// Nested structs are pointers: expr fetches a field through reflection, and a
+// struct value would be copied into an interface on every access.
+type evalEnv struct {
+	Event     *eventEnv      `expr:"event"`
+	External  []*attendeeEnv `expr:"external"`
+	Companies []*companyEnv  `expr:"companies"`
+	Owner     *attendeeEnv   `expr:"owner"`
+	Workspace *workspaceEnv  `expr:"workspace"`
+	// Logged reports that the meeting is already logged in the CRM, so a
+	// cancellation can be told apart from an event that never mattered.
+	Logged bool `expr:"logged"`
+}
+
+type eventEnv struct {
+	ID            string         `expr:"id"`
+	ICalUID       string         `expr:"ical_uid"`
+	Title         string         `expr:"title"`
+	Description   string         `expr:"description"`
+	Location      string         `expr:"location"`
+	Start         time.Time      `expr:"start"`
+	End           time.Time      `expr:"end"`
+	Duration      time.Duration  `expr:"duration"`
+	AllDay        bool           `expr:"all_day"`
+	Status        string         `expr:"status"`
+	Visibility    string         `expr:"visibility"`
+	EventType     string         `expr:"event_type"`
+	Recurring     bool           `expr:"recurring"`
+	Organizer     *attendeeEnv   `expr:"organizer"`
+	Attendees     []*attendeeEnv `expr:"attendees"`
+	ConferenceURL string         `expr:"conference_url"`
+}
+
+type attendeeEnv struct {
+	Email     string      `expr:"email"`
+	Name      string      `expr:"name"`
+	Domain    string      `expr:"domain"`
+	Internal  bool        `expr:"internal"`
+	FreeMail  bool        `expr:"free_mail"`
+	Blocked   bool        `expr:"blocked"`
+	Resource  bool        `expr:"resource"`
+	Organizer bool        `expr:"organizer"`
+	Self      bool        `expr:"self"`
+	Optional  bool        `expr:"optional"`
+	Response  string      `expr:"response"`
+	Company   *companyEnv `expr:"company"`
+	Contact   *contactEnv `expr:"contact"`
+}
+
+type companyEnv struct {
+	ID     string `expr:"id"`
+	Name   string `expr:"name"`
+	Domain string `expr:"domain"`
+}
+
+type contactEnv struct {
+	ID string `expr:"id"`
+}
+
+type workspaceEnv struct {
+	ID   string `expr:"id"`
+	Name string `expr:"name"`
+}
+
+const (
+	// maxNodes bounds the size of one expression.
+	maxNodes = 2000
+	// memoryBudget bounds what one evaluation may allocate (expr counts
+	// elements of ranges, maps and filters built at run time).
+	memoryBudget = 100_000
+)
+
+// compileOptions are shared by every rule; the domain function is the one
+// matching uses, so a rule sees the same domain an attendee's class does.
+var compileOptions = []expr.Option{
+	expr.Env(evalEnv{}),
+	expr.AsBool(),
+	expr.MaxNodes(maxNodes),
+	expr.Function("domain", func(params ...any) (any, error) {
+		s, _ := params[0].(string)
+		d, err := matching.Domain(s)
+		if err != nil {
+			return "", nil
+		}
+		return d, nil
+	}, new(func(string) string)),
+}
+
+// compile compiles one `when`. The error, if any, is an expr *file.Error
+// (with a character offset into src) or a plain error.
+func compile(src string) (*vm.Program, error) {
+	return expr.Compile(src, compileOptions...)
+}
+
+func newVM() any { return &vm.VM{MemoryBudget: memoryBudget} }
+
+var typeNames = strings.NewReplacer(
+	"*rules.attendeeEnv", "attendee",
+	"rules.attendeeEnv", "attendee",
+	"*rules.companyEnv", "company",
+	"rules.companyEnv", "company",
+	"*rules.contactEnv", "contact",
+	"rules.contactEnv", "contact",
+	"rules.eventEnv", "event",
+	"rules.workspaceEnv", "workspace",
+	"rules.evalEnv", "environment",
+)
+
+// exprError splits an expr error into its message and character offset
+// (-1 when it has none).
+func exprError(err error) (string, int) {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return typeNames.Replace(fe.Message), fe.From
+	}
+	return typeNames.Replace(err.Error()), -1
+}
