@@ -49,6 +49,37 @@ type harness struct {
 	now    atomic.Pointer[time.Time]
 
 	webhooks atomic.Int64
+	opts     harnessOptions
+}
+
+// restartPipeline builds a new Pipeline on the same database, Redis and
+// fakes, as a restarted process would.
+func (h *harness) restartPipeline() *pipeline.Pipeline {
+	h.t.Helper()
+	o := h.opts
+	limit, _ := hubspot.ParseLimit("1000/1s")
+	if o.hub.Limit > 0 {
+		limit = hubspot.Limit{Requests: 10 * o.hub.Limit, Window: o.hub.Window}
+	}
+	if o.searchLag == 0 {
+		o.searchLag = 200 * time.Millisecond
+	}
+	p, err := pipeline.New(pipeline.Config{
+		Pool: h.pool, Redis: h.rdb, Vault: h.vault, PublicURL: h.web.URL,
+		SearchLag: o.searchLag, Logger: testLogger(),
+		Providers: pipeline.Providers{
+			Calendar: func(ctx context.Context, ts oauth2.TokenSource) (calendar.Source, error) {
+				return google.New(ctx, google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}, ts)
+			},
+			CRM: func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
+				return hubspot.New(hubspot.Config{BaseURL: h.hub.URL(), Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
+			},
+		},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
 }
 
 type harnessOptions struct {
@@ -97,28 +128,8 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h.web = httptest.NewServer(http.HandlerFunc(h.webhook))
 	t.Cleanup(h.web.Close)
 
-	limit, _ := hubspot.ParseLimit("1000/1s")
-	if o.hub.Limit > 0 {
-		limit = hubspot.Limit{Requests: o.hub.Limit, Window: o.hub.Window}
-	}
-	if o.searchLag == 0 {
-		o.searchLag = 200 * time.Millisecond
-	}
-	h.p, err = pipeline.New(pipeline.Config{
-		Pool: h.pool, Redis: h.rdb, Vault: h.vault, PublicURL: h.web.URL,
-		SearchLag: o.searchLag, Logger: testLogger(),
-		Providers: pipeline.Providers{
-			Calendar: func(ctx context.Context, ts oauth2.TokenSource) (calendar.Source, error) {
-				return google.New(ctx, google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}, ts)
-			},
-			CRM: func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
-				return hubspot.New(hubspot.Config{BaseURL: h.hub.URL(), Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
-			},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.opts = o
+	h.p = h.restartPipeline()
 	h.google.SetAutoNotify(o.autoNotify)
 	ws, err := h.p.CreateWorkspace(ctx, "Northwind", []string{"northwind.test"})
 	if err != nil {

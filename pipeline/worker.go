@@ -47,7 +47,10 @@ func (p *Pipeline) NewWorker() *Worker {
 			Logger:            logger,
 			LogLevel:          asynq.WarnLevel,
 			TaskCheckInterval: 100 * time.Millisecond,
-			ShutdownTimeout:   20 * time.Second,
+			// Retries (a busy calendar, a rate limit) are due within a second
+			// or two; Asynq looks for due ones every 5 s by default.
+			DelayedTaskCheckInterval: 250 * time.Millisecond,
+			ShutdownTimeout:          20 * time.Second,
 		}
 		if q == QueueCRM {
 			cfg.GroupAggregator = asynq.GroupAggregatorFunc(aggregate)

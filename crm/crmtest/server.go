@@ -18,6 +18,11 @@ import (
 // client gives up (a timeout).
 const Hang = -1
 
+// LoseResponse, given to FailNext as the status, makes requests succeed —
+// the write is applied — while the client gets a 502 instead of the answer:
+// the outcome it sees is unknown, as after a proxy failure or a crash.
+const LoseResponse = -2
+
 // Options configures a fake portal.
 type Options struct {
 	// Limit is the number of requests allowed per Window (HubSpot's
@@ -284,7 +289,14 @@ func (s *Server) handle(mux *http.ServeMux, pattern, op string, kind int, h http
 			h(w, r)
 			return
 		}
-		if !s.admit(w, r, op, kind) {
+		ok, lose := s.admit(w, r, op, kind)
+		if !ok {
+			return
+		}
+		if lose {
+			h(httptest.NewRecorder(), r)
+			writeJSON(w, http.StatusBadGateway, map[string]any{"status": "error", "message": "bad gateway",
+				"correlationId": correlationID(), "category": "INTERNAL_ERROR"})
 			return
 		}
 		h(w, r)
@@ -292,8 +304,9 @@ func (s *Server) handle(mux *http.ServeMux, pattern, op string, kind int, h http
 }
 
 // admit counts the request and applies latency, auth, the rate limits and
-// queued faults; it answers and returns false when the request stops here.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, op string, kind int) bool {
+// queued faults; it answers and returns false when the request stops here,
+// and lose when the request is to be applied with its answer lost.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, op string, kind int) (ok, lose bool) {
 	s.mu.Lock()
 	s.calls[op]++
 	s.total++
@@ -302,7 +315,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, op string, kind i
 		select {
 		case <-time.After(s.opts.Latency):
 		case <-r.Context().Done():
-			return false
+			return false, false
 		}
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -316,10 +329,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, op string, kind i
 			"correlationId": correlationID(),
 			"category":      "INVALID_AUTHENTICATION",
 		})
-		return false
+		return false, false
 	}
 	if !s.rateLimit(w, kind) {
-		return false
+		return false, false
 	}
 	s.mu.Lock()
 	status := 0
@@ -333,21 +346,23 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, op string, kind i
 	}
 	s.mu.Unlock()
 	switch {
+	case status == LoseResponse:
+		return true, true
 	case status == Hang:
 		select {
 		case <-r.Context().Done():
 		case <-s.done:
 		}
-		return false
+		return false, false
 	case status == http.StatusLocked:
 		writeError(w, status, "LOCKED", "The resource is locked; retry in a few seconds.", nil)
-		return false
+		return false, false
 	case status != 0:
 		writeJSON(w, status, map[string]any{"status": "error", "message": "internal error",
 			"correlationId": correlationID(), "category": "INTERNAL_ERROR"})
-		return false
+		return false, false
 	}
-	return true
+	return true, false
 }
 
 // rateLimit enforces the rolling windows and sets HubSpot's headers.
