@@ -216,12 +216,8 @@ func (p *Pipeline) Resume(ctx context.Context, connID string) error {
 		p.log.InfoContext(ctx, "resumed parked work", slog.String("connection_id", connID), slog.Int("tasks", len(list)))
 	}
 	return p.forEachCalendar(ctx, func(id string) error {
-		var conn string
-		if err := p.db.QueryRow(ctx, `SELECT connection_id FROM calendars WHERE id = $1`, id).Scan(&conn); err != nil || conn != connID {
-			return nil
-		}
 		return p.markDirty(ctx, id, false, time.Time{})
-	})
+	}, "c.connection_id = $1", connID)
 }
 
 // redrive runs an archived task again; a sync whose task has expired from

@@ -280,3 +280,21 @@ func TestRevokedGoogleToken(t *testing.T) {
 	}
 	assertExactlyOnce(h, f)
 }
+
+// TestGoogleBeforeHubSpot connects the calendars before the CRM: the first
+// company index load lists the calendars again and logs what matches.
+func TestGoogleBeforeHubSpot(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	f := seed(h)
+	h.startWorker()
+	for _, c := range []string{rep, ae, cs} {
+		h.connectGoogle(c, "tok-"+c)
+	}
+	h.settle()
+	if n := len(h.hub.Meetings()); n != 0 {
+		t.Fatalf("%d meetings written without a CRM connection", n)
+	}
+	h.connectHubSpot()
+	h.settle()
+	assertExactlyOnce(h, f)
+}

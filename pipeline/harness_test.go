@@ -64,7 +64,7 @@ func (h *harness) restartPipeline() *pipeline.Pipeline {
 	if o.searchLag == 0 {
 		o.searchLag = 200 * time.Millisecond
 	}
-	p, err := pipeline.New(pipeline.Config{
+	cfg := pipeline.Config{
 		Pool: h.pool, Redis: h.rdb, Vault: h.vault, PublicURL: h.web.URL,
 		SearchLag: o.searchLag, Logger: testLogger(),
 		Providers: pipeline.Providers{
@@ -75,7 +75,11 @@ func (h *harness) restartPipeline() *pipeline.Pipeline {
 				return hubspot.New(hubspot.Config{BaseURL: h.hub.URL(), Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
 			},
 		},
-	})
+	}
+	if o.tweak != nil {
+		o.tweak(&cfg)
+	}
+	p, err := pipeline.New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -86,6 +90,7 @@ type harnessOptions struct {
 	hub        crmtest.Options
 	searchLag  time.Duration
 	autoNotify bool
+	tweak      func(*pipeline.Config)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -176,6 +176,15 @@ func (p *Pipeline) RefreshIndex(ctx context.Context, ws string, full bool) error
 		return fmt.Errorf("store company index state: %w", err)
 	}
 	p.indexes.invalidate(ws)
+	if loadedFull == nil {
+		// The first load: decisions made before it saw no companies, so
+		// list every calendar of the workspace again.
+		if err := p.forEachCalendar(ctx, func(id string) error {
+			return p.markDirty(ctx, id, true, time.Time{})
+		}, "c.workspace_id = $1", ws); err != nil {
+			return err
+		}
+	}
 	if skipped > 0 {
 		p.log.WarnContext(ctx, "CRM companies on free-mail domains never match", slog.String("workspace_id", ws), slog.Int("companies", skipped))
 	}

@@ -94,7 +94,10 @@ func (p *Pipeline) handleSync(ctx context.Context, t *asynq.Task) error {
 	}
 }
 
-var errSyncBusy = errors.New("another sync of this calendar is running")
+var (
+	errSyncBusy       = errors.New("another sync of this calendar is running")
+	errIndexNotLoaded = errors.New("the CRM company index is not loaded yet")
+)
 
 // syncOnce lists the calendar's changes since cursor (all of the window when
 // empty) and applies them page by page.
@@ -196,6 +199,14 @@ func (p *Pipeline) newSyncContext(ctx context.Context, cal calRow, seenAt time.T
 	sc := &syncContext{cal: cal, rules: rs, own: ownership{rs.Ownership()}, index: ix, seenAt: seenAt}
 	if c, err := p.crmConnection(ctx, cal.WorkspaceID); err == nil {
 		sc.crmConn = c.ID
+		var loaded bool
+		if err := p.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM crm_index_state WHERE workspace_id = $1 AND loaded_at IS NOT NULL)`, cal.WorkspaceID).Scan(&loaded); err != nil {
+			return nil, fmt.Errorf("read company index state: %w", err)
+		}
+		if !loaded {
+			// Deciding now would skip every customer meeting.
+			return nil, &retryAfter{wait: 2 * time.Second, err: errIndexNotLoaded}
+		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}

@@ -138,7 +138,11 @@ func (p *Pipeline) schedules() []schedule {
 // its period's bucket, kept for the whole period (Retention), so N workers
 // produce one run per period, not N.
 func (p *Pipeline) runSchedules(ctx context.Context) {
-	tick := time.NewTicker(10 * time.Second)
+	every := 10 * time.Second
+	for _, s := range p.schedules() {
+		every = min(every, s.every/4)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		now := p.now()
@@ -167,7 +171,7 @@ func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
 	case "sync":
 		return p.forEachCalendar(ctx, func(id string) error {
 			return p.markDirty(ctx, id, false, time.Time{})
-		})
+		}, "")
 	case "index":
 		return p.forEachWorkspace(ctx, func(ws string) error {
 			return p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), time.Minute)))
@@ -185,8 +189,14 @@ func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-func (p *Pipeline) forEachCalendar(ctx context.Context, fn func(id string) error) error {
-	rows, err := p.db.Query(ctx, `SELECT c.id::text FROM calendars c JOIN connections k ON k.id = c.connection_id WHERE k.status = 'active' AND c.status <> 'paused'`)
+// forEachCalendar calls fn for every active calendar, narrowed by an
+// optional condition on c (calendars) and k (connections).
+func (p *Pipeline) forEachCalendar(ctx context.Context, fn func(id string) error, cond string, args ...any) error {
+	q := `SELECT c.id::text FROM calendars c JOIN connections k ON k.id = c.connection_id WHERE k.status = 'active' AND c.status <> 'paused'`
+	if cond != "" {
+		q += " AND " + cond
+	}
+	rows, err := p.db.Query(ctx, q, args...)
 	if err != nil {
 		return err
 	}
