@@ -251,7 +251,7 @@ func (p *Pipeline) RequestSync(ctx context.Context, ws, calID string) error {
 // CRMChanged enqueues a company index refresh for the workspaces connected
 // to a HubSpot portal.
 func (p *Pipeline) CRMChanged(ctx context.Context, portalID string) error {
-	return p.forEachWorkspace(ctx, func(ws string) error {
+	return p.forEachID(ctx, func(ws string) error {
 		return p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), 10*time.Second)))
 	}, `SELECT DISTINCT workspace_id::text FROM connections WHERE provider = 'hubspot' AND account = $1`, portalID)
 }

@@ -173,13 +173,13 @@ func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
 			return p.markDirty(ctx, id, false, time.Time{})
 		}, "")
 	case "index":
-		return p.forEachWorkspace(ctx, func(ws string) error {
+		return p.forEachID(ctx, func(ws string) error {
 			return p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), time.Minute)))
 		}, `SELECT DISTINCT workspace_id::text FROM connections WHERE provider = 'hubspot' AND status = 'active'`)
 	case "renew":
 		return p.enqueue(ctx, TaskRenew, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("renew:"+bucket(p.now(), time.Minute)))
 	case "reconcile":
-		return p.forEachWorkspace(ctx, func(ws string) error {
+		return p.forEachID(ctx, func(ws string) error {
 			_, err := p.StartReconcile(ctx, ReconcileRequest{WorkspaceID: ws})
 			return err
 		}, `SELECT DISTINCT workspace_id::text FROM calendars`)
@@ -196,23 +196,12 @@ func (p *Pipeline) forEachCalendar(ctx context.Context, fn func(id string) error
 	if cond != "" {
 		q += " AND " + cond
 	}
-	rows, err := p.db.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := fn(id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return p.forEachID(ctx, fn, q, args...)
 }
 
-func (p *Pipeline) forEachWorkspace(ctx context.Context, fn func(ws string) error, query string, args ...any) error {
+// forEachID calls fn for each id the query returns (read in full first, so
+// fn may use the pool).
+func (p *Pipeline) forEachID(ctx context.Context, fn func(id string) error, query string, args ...any) error {
 	rows, err := p.db.Query(ctx, query, args...)
 	if err != nil {
 		return err
