@@ -19,6 +19,10 @@ const (
 	PropOwner       = "hubspot_owner_id"
 	PropICalUID     = "hs_i_cal_uid"
 	PropNotes       = "hs_internal_meeting_notes"
+	// PropSource and SourceCalendarSync mark meetings HubSpot's own
+	// calendar sync logged.
+	PropSource         = "hs_meeting_source"
+	SourceCalendarSync = "BIDIRECTIONAL_SYNC"
 	// PropKey is Rapport's own property holding the meeting key.
 	PropKey = "rapport_meeting_key"
 )
@@ -126,6 +130,10 @@ type Sink interface {
 	// FindMeetingsByICalUID finds meetings logged by the CRM's own calendar
 	// sync, keyed by iCalUID.
 	FindMeetingsByICalUID(ctx context.Context, uids []string) (map[string][]Meeting, error)
+	// HasCalendarSyncMeetings reports whether the portal holds any meeting
+	// its own calendar sync logged; when it holds none, there is nothing to
+	// adopt and FindMeetingsByICalUID can be skipped.
+	HasCalendarSyncMeetings(ctx context.Context) (bool, error)
 	// AddAssociations and RemoveAssociations change meeting associations in
 	// batches.
 	AddAssociations(ctx context.Context, changes []AssociationChange) error

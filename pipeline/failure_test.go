@@ -2,12 +2,16 @@ package pipeline_test
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/crmtest"
+	"github.com/rapportsync/rapport/crm/hubspot"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -297,4 +301,37 @@ func TestGoogleBeforeHubSpot(t *testing.T) {
 	h.connectHubSpot()
 	h.settle()
 	assertExactlyOnce(h, f)
+}
+
+// TestAdoptsHubSpotCalendarSyncMeeting: HubSpot's own calendar sync logged
+// the renewal already; Rapport adopts that record instead of doubling it.
+func TestAdoptsHubSpotCalendarSyncMeeting(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	f := seed(h)
+	ev, err := h.google.Get(rep, f.renewal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := hubspot.New(hubspot.Config{BaseURL: h.hub.URL()}, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "other"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.CreateMeetings(h.ctx, []crm.Meeting{{Properties: map[string]string{
+		crm.PropTimestamp: ev.Start.DateTime, crm.PropTitle: "Acme renewal (from HubSpot sync)",
+		crm.PropICalUID: ev.ICalUID, crm.PropSource: crm.SourceCalendarSync,
+	}}}, false)
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("pre-create: %v %v", err, res)
+	}
+	h.connectAll()
+	ms := h.byTitle("Acme renewal")
+	if len(ms) != 1 || ms[0].ID != res[0].ID {
+		t.Fatalf("renewal meetings %+v, want the adopted %s only", ms, res[0].ID)
+	}
+	if !slices.Contains(ms[0].CompanyIDs, f.acme) {
+		t.Errorf("adopted meeting not associated with Acme: %v", ms[0].CompanyIDs)
+	}
+	if n := len(h.hub.Meetings()); n != f.logged {
+		t.Errorf("%d meetings, want %d", n, f.logged)
+	}
 }

@@ -201,6 +201,9 @@ func (b *writeBatch) findExisting(ctx context.Context, creates, recovers []op) (
 	if len(uids) == 0 {
 		return found, nil
 	}
+	if has, err := b.calendarSyncMeetings(ctx); err != nil || !has {
+		return found, err
+	}
 	list := make([]string, 0, len(uids))
 	for u := range uids {
 		list = append(list, u)
@@ -225,6 +228,27 @@ func (b *writeBatch) findExisting(ctx context.Context, creates, recovers []op) (
 		}
 	}
 	return found, nil
+}
+
+// calendarSyncMeetings says whether the portal holds meetings of HubSpot's
+// own calendar sync, cached in Redis: a portal without them never pays for
+// the iCalUID search. A "none" is re-checked every ten minutes.
+func (b *writeBatch) calendarSyncMeetings(ctx context.Context) (bool, error) {
+	key := "rapport:calsync:" + b.conn.ID
+	if v, err := b.p.rdb.Get(ctx, key).Result(); err == nil {
+		return v == "1", nil
+	}
+	has, err := b.sink.HasCalendarSyncMeetings(ctx)
+	b.p.countCRM("meetings.search", err)
+	if err != nil {
+		return false, b.classify(ctx, err)
+	}
+	v, ttl := "0", 10*time.Minute
+	if has {
+		v, ttl = "1", time.Hour
+	}
+	b.p.rdb.Set(ctx, key, v, ttl)
+	return has, nil
 }
 
 func findOp(a, b []op, key string) op {

@@ -396,6 +396,22 @@ func (c *Client) FindMeetingsByICalUID(ctx context.Context, uids []string) (map[
 	return out, err
 }
 
+// HasCalendarSyncMeetings implements crm.Sink with one search for a single
+// meeting whose source is HubSpot's own calendar sync.
+func (c *Client) HasCalendarSyncMeetings(ctx context.Context) (bool, error) {
+	req := searchRequest{
+		FilterGroups: []filterGroup{{Filters: []filter{{PropertyName: crm.PropSource, Operator: "EQ", Value: crm.SourceCalendarSync}}}},
+		Properties:   []string{crm.PropSource},
+		Limit:        1,
+	}
+	var resp searchResponse
+	if _, err := c.send(ctx, request{op: "meetings.search", method: http.MethodPost, path: pathObjects + "meetings/search",
+		body: req, search: true, replayable: true}, &resp); err != nil {
+		return false, err
+	}
+	return resp.Total > 0 || len(resp.Results) > 0, nil
+}
+
 // idLess orders numeric ids numerically.
 func idLess(a, b string) bool {
 	if len(a) != len(b) {
