@@ -13,6 +13,11 @@ import (
 func TestInitialSync(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	f := seed(h)
+	far := time.Now().UTC().Truncate(time.Hour).Add(40 * 24 * time.Hour) // past the 30-day lookahead
+	if _, err := h.google.Insert(rep, calendartest.EventSpec{Summary: "Acme far future", Start: far, End: far.Add(time.Hour),
+		Attendees: []calendartest.Attendee{att(rep), att("cfo@acme.example")}}); err != nil {
+		t.Fatal(err)
+	}
 	h.connectAll()
 	h.eventually("write-backs done", func() bool { return linkedCopies(h) == 7+2 }) // 7 meetings on rep's calendar, QBR on ae and cs
 
@@ -69,6 +74,11 @@ func TestInitialSync(t *testing.T) {
 		if ev.ExtendedProperties == nil || ev.ExtendedProperties.Private[calendar.PropMeetingID] != qbr.ID {
 			t.Errorf("QBR copy on %s not linked to %s: %+v", c, qbr.ID, ev.ExtendedProperties)
 		}
+	}
+	var outside int
+	h.pool.QueryRow(h.ctx, `SELECT count(*) FROM meetings WHERE workspace_id = $1 AND rule = 'outside-window' AND state = 'skipped'`, h.ws).Scan(&outside)
+	if outside != 1 {
+		t.Errorf("%d meetings skipped as outside the window, want 1 (the far-future one)", outside)
 	}
 	states := h.ledgerStates()
 	if states["logged"] != f.logged {
