@@ -55,6 +55,7 @@ func commands() map[string]*command {
 		{name: "run", summary: "serve and worker in one process (small deployments)", config: true, run: runAll},
 		{name: "rules check", args: "DIR", summary: "load and compile every rule file of DIR; print file:line:col: message for each error", run: runRulesCheck},
 		{name: "rules test", args: "DIR", summary: "run the test cases in DIR/*_test.yaml; print N passed, N failed", run: runRulesTest},
+		{name: "keys rotate", summary: "re-encrypt every stored token with the first key of RAPPORT_ENCRYPTION_KEYS", config: true, run: runKeysRotate},
 		{name: "demo", summary: "run everything against simulated Google Calendar and HubSpot with sample data", flags: demoFlags, run: runDemo},
 		{name: "bench", summary: "measure the pipeline against the simulated providers", flags: benchFlags, run: runBench},
 	}
@@ -78,12 +79,12 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer, getenv fu
 	}
 	name := argv[0]
 	rest := argv[1:]
-	if name == "rules" {
+	if name == "rules" || name == "keys" {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			fmt.Fprintln(stderr, "rapport rules: say check or test, e.g. rapport rules check ./rules")
+			fmt.Fprintf(stderr, "rapport %s: say which, e.g. rapport rules check ./rules or rapport keys rotate\n", name)
 			return 2
 		}
-		name, rest = "rules "+rest[0], rest[1:]
+		name, rest = name+" "+rest[0], rest[1:]
 	}
 	c, ok := cmds[name]
 	if !ok {
