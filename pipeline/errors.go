@@ -113,7 +113,12 @@ func refOf(t *asynq.Task) map[string]any {
 	case TaskLink:
 		var pl linkPayload
 		if json.Unmarshal(t.Payload(), &pl) == nil {
-			ref["calendar_id"], ref["event_id"], ref["meeting_key"] = pl.CalendarID, pl.EventID, pl.Key
+			ref["calendar_id"] = pl.CalendarID
+			var keys []string
+			for _, l := range pl.Links {
+				keys = append(keys, l.Key)
+			}
+			ref["meeting_keys"] = keys
 		}
 	case TaskWriteBatch:
 		var raws []json.RawMessage

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // harness runs the real pipeline and worker on real PostgreSQL and Redis
 // against the Google and HubSpot fakes, with webhooks delivered over HTTP.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	pool   *pgxpool.Pool
 	rdb    *redis.Client
@@ -68,8 +68,8 @@ func (h *harness) restartPipeline() *pipeline.Pipeline {
 		Pool: h.pool, Redis: h.rdb, Vault: h.vault, PublicURL: h.web.URL,
 		SearchLag: o.searchLag, Logger: testLogger(),
 		Providers: pipeline.Providers{
-			Calendar: func(ctx context.Context, ts oauth2.TokenSource) (calendar.Source, error) {
-				return google.New(ctx, google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}, ts)
+			Calendar: func(ctx context.Context, c pipeline.CalendarConn) (calendar.Source, error) {
+				return google.New(ctx, google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond, Throttle: c.Throttle}, c.Tokens)
 			},
 			CRM: func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
 				return hubspot.New(hubspot.Config{BaseURL: h.hub.URL(), Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
@@ -102,7 +102,7 @@ func testLogger() *slog.Logger {
 	return quiet
 }
 
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

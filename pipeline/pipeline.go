@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -26,10 +27,19 @@ type Vault interface {
 	MarkNeedsReauth(ctx context.Context, connID, reason string) error
 }
 
+// CalendarConn is what a calendar client is built from.
+type CalendarConn struct {
+	ID     string
+	Tokens oauth2.TokenSource
+	// Throttle waits for the connection's client-side rate limit, shared
+	// by every process through Redis; pass it to the client.
+	Throttle func(ctx context.Context) error
+}
+
 // Providers builds provider clients for a connection's token source.
 type Providers struct {
 	// Calendar builds a Google Calendar source.
-	Calendar func(ctx context.Context, ts oauth2.TokenSource) (calendar.Source, error)
+	Calendar func(ctx context.Context, c CalendarConn) (calendar.Source, error)
 	// CRM builds a HubSpot sink for a portal (empty before it is known).
 	CRM func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error)
 }
@@ -57,7 +67,10 @@ type Config struct {
 	// BatchDelay is how long CRM writes wait to be batched (1 s, Asynq's
 	// minimum grace period); BatchMaxDelay caps it (2 s).
 	BatchDelay, BatchMaxDelay time.Duration
-	// Concurrency per queue (sync 4, crm 2, link 4, maintenance 1).
+	// GooglePerMinute is the client-side limit of Google requests per
+	// connection (user), shared through Redis: 540, 90% of Google's 600.
+	GooglePerMinute int
+	// Concurrency per queue (sync 4, crm 2, link 8, maintenance 1).
 	Concurrency map[string]int
 	Logger      *slog.Logger
 	Clock       func() time.Time
@@ -79,6 +92,9 @@ func (c *Config) withDefaults() {
 	def(&c.SearchLag, 30*time.Second)
 	def(&c.BatchDelay, time.Second)
 	def(&c.BatchMaxDelay, 2*time.Second)
+	if c.GooglePerMinute == 0 {
+		c.GooglePerMinute = 540
+	}
 	if c.Rules == nil {
 		d := rules.Default()
 		c.Rules = func() *rules.Set { return d }
@@ -92,7 +108,7 @@ func (c *Config) withDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
-	conc := map[string]int{QueueSync: 4, QueueCRM: 2, QueueLink: 4, QueueMaintenance: 1}
+	conc := map[string]int{QueueSync: 4, QueueCRM: 2, QueueLink: 8, QueueMaintenance: 1}
 	for q, n := range c.Concurrency {
 		conc[q] = n
 	}
@@ -127,6 +143,7 @@ type Pipeline struct {
 	now       func() time.Time
 	metrics   *Metrics
 
+	limiter *redis_rate.Limiter
 	indexes *indexCache
 	clients sync.Map // connection id → calendar.Source or crm.Sink
 }
@@ -148,6 +165,7 @@ func New(cfg Config) (*Pipeline, error) {
 		metrics:   cfg.Metrics,
 	}
 	p.indexes = newIndexCache(p.db)
+	p.limiter = redis_rate.NewLimiter(cfg.Redis)
 	return p, nil
 }
 
@@ -160,7 +178,7 @@ func (p *Pipeline) source(ctx context.Context, connID string) (calendar.Source, 
 	if v, ok := p.clients.Load(connID); ok {
 		return v.(calendar.Source), nil
 	}
-	src, err := p.cfg.Providers.Calendar(ctx, p.cfg.Vault.TokenSource(connID))
+	src, err := p.cfg.Providers.Calendar(ctx, CalendarConn{ID: connID, Tokens: p.tokens(connID), Throttle: p.googleThrottle(connID)})
 	if err != nil {
 		return nil, fmt.Errorf("calendar client for connection %s: %w", connID, err)
 	}
@@ -173,7 +191,7 @@ func (p *Pipeline) sink(ctx context.Context, connID, portalID string) (crm.Sink,
 	if v, ok := p.clients.Load(connID); ok {
 		return v.(crm.Sink), nil
 	}
-	s, err := p.cfg.Providers.CRM(ctx, portalID, p.cfg.Vault.TokenSource(connID))
+	s, err := p.cfg.Providers.CRM(ctx, portalID, p.tokens(connID))
 	if err != nil {
 		return nil, fmt.Errorf("crm client for connection %s: %w", connID, err)
 	}
@@ -182,3 +200,10 @@ func (p *Pipeline) sink(ctx context.Context, connID, portalID string) (crm.Sink,
 }
 
 func (p *Pipeline) rules() *rules.Set { return p.cfg.Rules() }
+
+// tokens is a connection's token source, cached in memory until the token
+// nears expiry (the vault reads the database on every call). A client is
+// rebuilt, with a fresh cache, when the connection is re-authorised.
+func (p *Pipeline) tokens(connID string) oauth2.TokenSource {
+	return oauth2.ReuseTokenSource(nil, p.cfg.Vault.TokenSource(connID))
+}

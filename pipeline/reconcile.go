@@ -163,18 +163,15 @@ func (p *Pipeline) reconcileCalendar(ctx context.Context, calID string, rs *reco
 	if err != nil {
 		return err
 	}
-	conn, err := p.db.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		var locked bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('rapport.sync.' || $1, 0))`, cal.ID).Scan(&locked); err != nil {
+		l, ok, err := p.tryLease(ctx, "sync:"+cal.ID)
+		if err != nil {
 			return err
 		}
-		if locked {
+		if ok {
+			defer l.release(ctx)
+			ctx = withLease(ctx, l)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -186,7 +183,6 @@ func (p *Pipeline) reconcileCalendar(ctx context.Context, calID string, rs *reco
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended('rapport.sync.' || $1, 0))`, cal.ID)
 	return p.syncWith(ctx, cal, "", time.Time{}, rs)
 }
 

@@ -43,21 +43,17 @@ func (p *Pipeline) handleSync(ctx context.Context, t *asynq.Task) error {
 
 	// One sync per calendar at a time, across processes. A notification
 	// during the sync bumped the dirty counter; the running sync repeats.
-	conn, err := p.db.Acquire(ctx)
+	l, ok, err := p.tryLease(ctx, "sync:"+cal.ID)
 	if err != nil {
-		return fmt.Errorf("acquire connection: %w", err)
+		return fmt.Errorf("lease calendar %s: %w", cal.ID, err)
 	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('rapport.sync.' || $1, 0))`, cal.ID).Scan(&locked); err != nil {
-		return fmt.Errorf("lock calendar %s: %w", cal.ID, err)
-	}
-	if !locked {
+	if !ok {
 		// Another sync runs. It may have made its last check already, so
 		// come back shortly; by then this change is usually covered.
 		return &retryAfter{wait: time.Second, err: errSyncBusy}
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended('rapport.sync.' || $1, 0))`, cal.ID)
+	defer l.release(ctx)
+	ctx = withLease(ctx, l)
 
 	full := pl.Full
 	for round := 0; ; round++ {
@@ -124,6 +120,9 @@ func (p *Pipeline) syncWith(ctx context.Context, cal calRow, cursor string, seen
 	}
 	req := calendar.ListRequest{CalendarID: cal.CalendarID, Cursor: cursor, TimeMin: p.now().Add(-p.cfg.Backfill)}
 	for {
+		if err := renewLease(ctx); err != nil {
+			return err
+		}
 		page, err := src.List(ctx, req)
 		p.metrics.googleCalls.WithLabelValues("events.list", classLabel(err)).Inc()
 		if err != nil {
@@ -275,7 +274,7 @@ func (p *Pipeline) applyEvents(ctx context.Context, sc *syncContext, events []ca
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
 	var writes []writePayload
-	var links []linkPayload
+	var links []link
 	if len(unique) > 0 {
 		ledger, err := lockLedger(ctx, tx, ws, unique, sc.rules.Version())
 		if err != nil {
@@ -311,7 +310,7 @@ func (p *Pipeline) applyEvents(ctx context.Context, sc *syncContext, events []ca
 	// Enqueue before commit: a task for a decision that then fails to
 	// commit finds a ledger hash that does not match and does nothing; a
 	// commit without its tasks would lose work.
-	if err := p.enqueueAll(ctx, writes, links); err != nil {
+	if err := p.enqueueAll(ctx, writes, map[string][]link{cal.ID: links}); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -347,7 +346,7 @@ func loadCopies(ctx context.Context, tx pgx.Tx, ledger map[string]ledgerRow) (ma
 // calendars is one engagement, logged when any live copy says log, and
 // cancelled only when the organizer's copy is cancelled or no live copy
 // remains. It queues the statements that record the decision in batch.
-func (p *Pipeline) decideEvent(sc *syncContext, ev *calendar.Event, key string, row *ledgerRow, copies map[int64][]copyRow, batch *pgx.Batch, now time.Time) ([]writePayload, []linkPayload) {
+func (p *Pipeline) decideEvent(sc *syncContext, ev *calendar.Event, key string, row *ledgerRow, copies map[int64][]copyRow, batch *pgx.Batch, now time.Time) ([]writePayload, []link) {
 	cal := sc.cal
 	logged := row.CRMID != "" && row.State != "cancelled" && row.State != "deleted_in_crm"
 	var d rules.Decision
@@ -410,7 +409,7 @@ func (p *Pipeline) decideEvent(sc *syncContext, ev *calendar.Event, key string, 
 
 	inWindow := minimal || (ev.End.After(now.Add(-p.cfg.Backfill)) && ev.Start.Before(now.Add(p.cfg.Lookahead)))
 	var writes []writePayload
-	var links []linkPayload
+	var links []link
 	recordDecision := d.Action == rules.ActionLog || !anyLog || row.Rule == ""
 	state := row.State
 	desiredHash := row.DesiredHash
@@ -464,7 +463,7 @@ func (p *Pipeline) decideEvent(sc *syncContext, ev *calendar.Event, key string, 
 		}
 	}
 	if !needWrite && row.CRMID != "" && this.LinkedCRMID != row.CRMID && !minimal && status != string(calendar.StatusCancelled) {
-		links = append(links, linkPayload{CalendarID: cal.ID, EventID: ev.ID, Key: key, CRMID: row.CRMID})
+		links = append(links, link{EventID: ev.ID, Key: key, CRMID: row.CRMID})
 	}
 
 	action := string(rules.ActionSkip)
@@ -492,15 +491,30 @@ func (p *Pipeline) decideEvent(sc *syncContext, ev *calendar.Event, key string, 
 	return writes, links
 }
 
-// enqueueAll queues writes and write-backs concurrently.
-func (p *Pipeline) enqueueAll(ctx context.Context, writes []writePayload, links []linkPayload) error {
+// enqueueAll queues writes and write-backs concurrently. Writes of one CRM
+// connection that fill whole batches (a backfill page) are queued as
+// crm:write:batch directly: Asynq aggregates one batch per group per
+// second, which would cap a backfill at 100 meetings a second. The rest
+// join the connection's group and are batched with other syncs' writes.
+func (p *Pipeline) enqueueAll(ctx context.Context, writes []writePayload, links map[string][]link) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
+	byConn := map[string][]writePayload{}
 	for _, w := range writes {
-		g.Go(func() error { return p.enqueueWrite(gctx, w) })
+		byConn[w.ConnectionID] = append(byConn[w.ConnectionID], w)
 	}
-	for _, l := range links {
-		g.Go(func() error { return p.enqueueLink(gctx, l) })
+	for _, ws := range byConn {
+		for len(ws) >= batchSize {
+			batch := ws[:batchSize]
+			ws = ws[batchSize:]
+			g.Go(func() error { return p.enqueueBatch(gctx, batch) })
+		}
+		for _, w := range ws {
+			g.Go(func() error { return p.enqueueWrite(gctx, w) })
+		}
+	}
+	for cal, ls := range links {
+		g.Go(func() error { return p.enqueueLinks(gctx, cal, ls) })
 	}
 	return g.Wait()
 }

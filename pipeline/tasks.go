@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,12 +53,17 @@ type writePayload struct {
 	SeenAt       time.Time `json:"seen_at,omitzero"`
 }
 
-// linkPayload writes the CRM id back into one copy of the event.
+// linkPayload writes CRM ids back into copies on one calendar.
 type linkPayload struct {
 	CalendarID string `json:"calendar_id"` // row id
-	EventID    string `json:"event_id"`
-	Key        string `json:"key"`
-	CRMID      string `json:"crm_id"`
+	Links      []link `json:"links"`
+}
+
+// link is the write-back of one copy.
+type link struct {
+	EventID string `json:"event_id"`
+	Key     string `json:"key"`
+	CRMID   string `json:"crm_id"`
 }
 
 // indexPayload refreshes a workspace's company index.
@@ -108,9 +115,43 @@ func (p *Pipeline) enqueueWrite(ctx context.Context, w writePayload) error {
 	return p.enqueue(ctx, TaskWrite, w, asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
 }
 
-func (p *Pipeline) enqueueLink(ctx context.Context, l linkPayload) error {
-	id := "link:" + l.CalendarID + ":" + l.EventID + ":" + l.CRMID
-	return p.enqueue(ctx, TaskLink, l, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10))
+// enqueueLinks queues the write-backs of one calendar's copies as one task
+// (per 100), named by its content so a repeat is queued once.
+func (p *Pipeline) enqueueLinks(ctx context.Context, calID string, links []link) error {
+	for len(links) > 0 {
+		n := min(len(links), batchSize)
+		h := sha256.New()
+		for _, l := range links[:n] {
+			h.Write([]byte(l.EventID + "\x00" + l.CRMID + "\x00"))
+		}
+		id := "link:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:32]
+		if err := p.enqueue(ctx, TaskLink, linkPayload{CalendarID: calID, Links: links[:n]}, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10)); err != nil {
+			return err
+		}
+		links = links[n:]
+	}
+	return nil
+}
+
+// batchSize is the most meetings one crm:write:batch writes: HubSpot's
+// batch limit.
+const batchSize = 100
+
+// enqueueBatch queues a full batch of writes directly. Its id is derived
+// from the writes, so the same page applied twice queues it once.
+func (p *Pipeline) enqueueBatch(ctx context.Context, ws []writePayload) error {
+	raws := make([]json.RawMessage, len(ws))
+	h := sha256.New()
+	for i, w := range ws {
+		b, err := json.Marshal(w)
+		if err != nil {
+			return fmt.Errorf("encode write: %w", err)
+		}
+		raws[i] = b
+		h.Write([]byte(w.Key + w.Hash))
+	}
+	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(p.now(), time.Hour)
+	return p.enqueue(ctx, TaskWriteBatch, raws, asynq.Queue(QueueCRM), asynq.TaskID(id), asynq.MaxRetry(20), asynq.Timeout(10*time.Minute))
 }
 
 // aggregate combines a group's crm:write tasks into one crm:write:batch.

@@ -508,12 +508,13 @@ func (b *writeBatch) written(ctx context.Context, done []op) error {
 	if err != nil {
 		return fmt.Errorf("find copies to link: %w", err)
 	}
-	var links []linkPayload
+	links := map[string][]link{}
 	var mid int64
-	var l linkPayload
-	if _, err := pgx.ForEachRow(rows, []any{&mid, &l.CalendarID, &l.EventID, &l.Key, &l.CRMID}, func() error {
+	var calID string
+	var l link
+	if _, err := pgx.ForEachRow(rows, []any{&mid, &calID, &l.EventID, &l.Key, &l.CRMID}, func() error {
 		if l.CRMID != "" {
-			links = append(links, l)
+			links[calID] = append(links[calID], l)
 		}
 		return nil
 	}); err != nil {

@@ -20,6 +20,11 @@ import (
 // exponential backoff and full jitter, and returns nil or a *calendar.Error.
 func (s *Source) retry(ctx context.Context, op string, call func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
+		if s.cfg.Throttle != nil {
+			if err := s.cfg.Throttle(ctx); err != nil {
+				return s.classify(op, err)
+			}
+		}
 		err := call(ctx)
 		if err == nil {
 			return nil

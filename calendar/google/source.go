@@ -69,6 +69,11 @@ type Config struct {
 	QuotaWait time.Duration
 	// Clock reads Retry-After dates. Default time.Now.
 	Clock func() time.Time
+	// Throttle, if set, is called before every request; it waits for the
+	// client-side rate limit (Google allows 600 requests a minute per user)
+	// or returns the error to fail the call with, e.g. a RateLimited
+	// calendar.Error carrying a long wait.
+	Throttle func(ctx context.Context) error
 	// Logger receives retry diagnostics at debug level. Default discards.
 	Logger *slog.Logger
 }

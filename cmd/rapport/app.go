@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -52,8 +53,14 @@ func newApp(ctx context.Context, cfg *Config, logger *slog.Logger, tweak func(*p
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: logger, pipelineTweak: tweak}
-	var err error
-	if a.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+		pcfg.MaxConns = poolSize(tweak)
+	}
+	if a.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	ropts, err := redis.ParseURL(cfg.RedisURL)
@@ -107,9 +114,9 @@ func newApp(ctx context.Context, cfg *Config, logger *slog.Logger, tweak func(*p
 		PublicURL: cfg.PublicURL, Backfill: cfg.Backfill, Lookahead: cfg.Lookahead,
 		Logger: logger, Metrics: a.metrics,
 		Providers: pipeline.Providers{
-			Calendar: func(ctx context.Context, ts oauth2.TokenSource) (calendar.Source, error) {
+			Calendar: func(ctx context.Context, c pipeline.CalendarConn) (calendar.Source, error) {
 				hc := &http.Client{Timeout: 30 * time.Second, Transport: a.metrics.GoogleTransport(nil)}
-				return google.New(ctx, google.Config{BaseURL: cfg.GoogleAPIURL, HTTPClient: hc, Logger: logger}, ts)
+				return google.New(ctx, google.Config{BaseURL: cfg.GoogleAPIURL, HTTPClient: hc, Logger: logger, Throttle: c.Throttle}, c.Tokens)
 			},
 			CRM: func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
 				return hubspot.New(hubspot.Config{
@@ -147,6 +154,31 @@ func newApp(ctx context.Context, cfg *Config, logger *slog.Logger, tweak func(*p
 		return nil, err
 	}
 	return a, nil
+}
+
+// poolSize is the connection pool's size when the database URL does not
+// set pool_max_conns. pgxpool's default (4 on a small machine) is too few:
+// a sync holds one connection for its calendar's advisory lock while it
+// needs another for its transaction, so four concurrent syncs on four
+// connections wait for each other for ever. Each sync gets two, every
+// other worker one, plus room for the HTTP server and the schedules.
+func poolSize(tweak func(*pipeline.Config)) int32 {
+	conc := map[string]int{pipeline.QueueSync: 4, pipeline.QueueCRM: 2, pipeline.QueueLink: 4, pipeline.QueueMaintenance: 1}
+	if tweak != nil {
+		var probe pipeline.Config
+		tweak(&probe)
+		for q, n := range probe.Concurrency {
+			conc[q] = n
+		}
+	}
+	n := 8
+	for q, c := range conc {
+		if q == pipeline.QueueSync {
+			c *= 2
+		}
+		n += c
+	}
+	return int32(n)
 }
 
 func redisConnOpt(o *redis.Options) asynq.RedisConnOpt {
@@ -196,10 +228,17 @@ func (a *app) serveHTTP(ctx context.Context, addr string, ready func(net.Addr)) 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
 	if ready != nil {
 		ready(ln.Addr())
 	}
+	return a.serveListener(ctx, ln)
+}
+
+// serveListener serves on ln until ctx ends, then shuts down gracefully.
+// The demo and the benchmark listen first, because the public URL they
+// configure must name the port.
+func (a *app) serveListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
 	a.log.InfoContext(ctx, "serving HTTP", slog.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -1,0 +1,24 @@
+package pipeline
+
+import (
+	"context"
+
+	"golang.org/x/oauth2"
+
+	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/crm"
+)
+
+// noVault is a Vault for tests that never touch tokens.
+type noVault struct{}
+
+func (noVault) Put(context.Context, string, string, string, *oauth2.Token) (string, error) {
+	return "", nil
+}
+func (noVault) TokenSource(string) oauth2.TokenSource                 { return nil }
+func (noVault) MarkNeedsReauth(context.Context, string, string) error { return nil }
+
+var testProviders = Providers{
+	Calendar: func(context.Context, CalendarConn) (calendar.Source, error) { return nil, nil },
+	CRM:      func(context.Context, string, oauth2.TokenSource) (crm.Sink, error) { return nil, nil },
+}
