@@ -144,15 +144,9 @@ func (p *Pipeline) addGoogle(ctx context.Context, ws string, in ConnectionInput,
 			return c, fmt.Errorf("register calendar: %w", err)
 		}
 		c.Calendars = append(c.Calendars, id)
-		cal, err := p.calendarRow(ctx, id)
-		if err != nil {
-			return c, err
-		}
-		if cal.ChannelID == "" || cal.ChannelExpiresAt == nil || cal.ChannelExpiresAt.Before(p.now().Add(renewWithin)) {
-			if err := p.openChannel(ctx, cal); err != nil {
-				// Syncing still works on the schedule; renewal retries.
-				p.log.WarnContext(ctx, "open watch channel", slog.String("calendar_id", id), slog.Any("error", err))
-			}
+		if err := p.openChannel(ctx, id); err != nil {
+			// Syncing still works on the schedule; renewal retries.
+			p.log.WarnContext(ctx, "open watch channel", slog.String("calendar_id", id), slog.Any("error", err))
 		}
 		if err := p.markDirty(ctx, id, false, time.Time{}); err != nil {
 			return c, err

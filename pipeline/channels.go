@@ -19,9 +19,23 @@ func (p *Pipeline) webhookAddress() string {
 	return strings.TrimRight(p.cfg.PublicURL, "/") + "/webhooks/google"
 }
 
-// openChannel opens a new watch channel for a calendar, stores it, and only
-// then stops the old one, so no change falls between the two.
-func (p *Pipeline) openChannel(ctx context.Context, cal calRow) error {
+// openChannel opens a new watch channel for a calendar whose channel is
+// missing or expires within renewWithin, stores it, and only then stops the
+// old one, so no change falls between the two. A lease keeps two processes
+// (a renewal and a new connection) from opening two channels.
+func (p *Pipeline) openChannel(ctx context.Context, calID string) error {
+	l, ok, err := p.tryLease(ctx, "channel:"+calID)
+	if err != nil || !ok {
+		return err // someone else is opening it
+	}
+	defer l.release(ctx)
+	cal, err := p.calendarRow(ctx, calID)
+	if err != nil {
+		return err
+	}
+	if cal.ChannelID != "" && cal.ChannelExpiresAt != nil && cal.ChannelExpiresAt.After(p.now().Add(renewWithin)) {
+		return nil // opened meanwhile
+	}
 	src, err := p.source(ctx, cal.ConnectionID)
 	if err != nil {
 		return err
@@ -65,7 +79,7 @@ func (p *Pipeline) handleRenew(ctx context.Context, t *asynq.Task) error {
 	}
 	var errs []error
 	for _, c := range cals {
-		if err := p.openChannel(ctx, c); err != nil {
+		if err := p.openChannel(ctx, c.ID); err != nil {
 			if calendar.ClassOf(err) == calendar.Auth {
 				_ = p.cfg.Vault.MarkNeedsReauth(ctx, c.ConnectionID, truncate(err.Error(), 300))
 				continue
