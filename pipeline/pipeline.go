@@ -108,11 +108,17 @@ func (c *Config) withDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	c.Concurrency = QueueConcurrency(c.Concurrency)
+}
+
+// QueueConcurrency returns the workers per queue: the defaults (sync 4,
+// crm 2, link 8, maintenance 1) overridden by set.
+func QueueConcurrency(set map[string]int) map[string]int {
 	conc := map[string]int{QueueSync: 4, QueueCRM: 2, QueueLink: 8, QueueMaintenance: 1}
-	for q, n := range c.Concurrency {
+	for q, n := range set {
 		conc[q] = n
 	}
-	c.Concurrency = conc
+	return conc
 }
 
 func (c *Config) validate() error {

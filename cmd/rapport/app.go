@@ -58,7 +58,7 @@ func newApp(ctx context.Context, cfg *Config, logger *slog.Logger, tweak func(*p
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
-		pcfg.MaxConns = poolSize(tweak)
+		pcfg.MaxConns = poolSize(cfg.Concurrency, tweak)
 	}
 	if a.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -112,7 +112,7 @@ func newApp(ctx context.Context, cfg *Config, logger *slog.Logger, tweak func(*p
 	pc := pipeline.Config{
 		Pool: a.pool, Redis: a.rdb, Vault: a.vault, Rules: a.rules.Get,
 		PublicURL: cfg.PublicURL, Backfill: cfg.Backfill, Lookahead: cfg.Lookahead,
-		Logger: logger, Metrics: a.metrics,
+		Logger: logger, Metrics: a.metrics, Concurrency: cfg.Concurrency,
 		Providers: pipeline.Providers{
 			Calendar: func(ctx context.Context, c pipeline.CalendarConn) (calendar.Source, error) {
 				hc := &http.Client{Timeout: 30 * time.Second, Transport: a.metrics.GoogleTransport(nil)}
@@ -157,22 +157,16 @@ func newApp(ctx context.Context, cfg *Config, logger *slog.Logger, tweak func(*p
 }
 
 // poolSize is the connection pool's size when the database URL does not
-// set pool_max_conns. pgxpool's default (4 on a small machine) is too few:
-// a sync holds one connection for its calendar's advisory lock while it
-// needs another for its transaction, so four concurrent syncs on four
-// connections wait for each other for ever. Each sync gets two, every
-// other worker one, plus room for the HTTP server and the schedules.
-func poolSize(tweak func(*pipeline.Config)) int32 {
-	conc := map[string]int{pipeline.QueueSync: 4, pipeline.QueueCRM: 2, pipeline.QueueLink: 4, pipeline.QueueMaintenance: 1}
+// set pool_max_conns. pgxpool's default (4 on a small machine) is fewer than
+// the workers: every worker gets a connection, a sync two, plus room for
+// the HTTP server and the schedules.
+func poolSize(conc map[string]int, tweak func(*pipeline.Config)) int32 {
+	probe := pipeline.Config{Concurrency: conc}
 	if tweak != nil {
-		var probe pipeline.Config
 		tweak(&probe)
-		for q, n := range probe.Concurrency {
-			conc[q] = n
-		}
 	}
 	n := 8
-	for q, c := range conc {
+	for q, c := range pipeline.QueueConcurrency(probe.Concurrency) {
 		if q == pipeline.QueueSync {
 			c *= 2
 		}

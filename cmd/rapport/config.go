@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +43,12 @@ type Config struct {
 	Lookahead           time.Duration // RAPPORT_LOOKAHEAD
 	LogFormat           string        // RAPPORT_LOG_FORMAT
 	LogLevel            string        // RAPPORT_LOG_LEVEL
+	WorkerConcurrency   string        // RAPPORT_WORKER_CONCURRENCY
 
 	// Keys are the parsed EncryptionKeys.
 	Keys []credentials.Key
+	// Concurrency is the parsed WorkerConcurrency: workers per queue.
+	Concurrency map[string]int
 	// RateLimit and RateWindow are the parsed HubSpotRateLimit.
 	RateLimit  int
 	RateWindow time.Duration
@@ -82,6 +86,7 @@ func (c *Config) settings() []setting {
 		{env: "RAPPORT_LOOKAHEAD", def: "720h", help: "how far ahead meetings are logged", dur: &c.Lookahead},
 		{env: "RAPPORT_LOG_FORMAT", def: "json", help: "log format: json or text", str: &c.LogFormat},
 		{env: "RAPPORT_LOG_LEVEL", def: "info", help: "log level: debug, info, warn or error", str: &c.LogLevel},
+		{env: "RAPPORT_WORKER_CONCURRENCY", def: "sync=4,crm=2,link=8,maintenance=1", help: "workers per queue of `worker` and `run`", str: &c.WorkerConcurrency},
 	}
 }
 
@@ -202,6 +207,16 @@ func (c *Config) validate() []error {
 			bad("RAPPORT_HUBSPOT_RATE_LIMIT", "%q: requests and window must be positive", c.HubSpotRateLimit)
 		}
 		c.RateLimit, c.RateWindow = n, w
+	}
+	c.Concurrency = map[string]int{}
+	for _, part := range strings.Split(c.WorkerConcurrency, ",") {
+		q, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil || v < 1 || v > 1000 || !slices.Contains([]string{"sync", "crm", "link", "maintenance"}, q) {
+			bad("RAPPORT_WORKER_CONCURRENCY", "%q: want queue=n pairs for sync, crm, link, maintenance (n from 1 to 1000)", part)
+			break
+		}
+		c.Concurrency[q] = v
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("RAPPORT_LOG_FORMAT", "%q: want json or text", c.LogFormat)

@@ -86,6 +86,7 @@ func TestConfigEveryVariable(t *testing.T) {
 		{"RAPPORT_LOOKAHEAD", "48h", "soon"},
 		{"RAPPORT_LOG_FORMAT", "text", "xml"},
 		{"RAPPORT_LOG_LEVEL", "debug", "loud"},
+		{"RAPPORT_WORKER_CONCURRENCY", "sync=8,crm=1", "sync=0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env, func(t *testing.T) {
