@@ -130,7 +130,7 @@ func (p *Pipeline) schedules() []schedule {
 		{"index", p.cfg.IndexEvery},
 		{"renew", p.cfg.RenewEvery},
 		{"reconcile", p.cfg.ReconcileEvery},
-		{"refresh", time.Minute},
+		{"refresh", 30 * time.Second}, // inside the vault's 60–180 s window
 	}
 }
 
