@@ -7,6 +7,7 @@ import (
 
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/crm/hubspot"
 )
 
 // noVault is a Vault for tests that never touch tokens.
@@ -20,5 +21,8 @@ func (noVault) MarkNeedsReauth(context.Context, string, string) error { return n
 
 var testProviders = Providers{
 	Calendar: func(context.Context, CalendarConn) (calendar.Source, error) { return nil, nil },
-	CRM:      func(context.Context, string, oauth2.TokenSource) (crm.Sink, error) { return nil, nil },
+	// A client of nothing: tests using it must not reach HubSpot.
+	CRM: func(_ context.Context, portal string, ts oauth2.TokenSource) (crm.Sink, error) {
+		return hubspot.New(hubspot.Config{BaseURL: "http://127.0.0.1:1", PortalID: portal, MaxRetries: -1}, ts)
+	},
 }

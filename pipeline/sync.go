@@ -445,7 +445,7 @@ func (p *Pipeline) decideEvent(sc *syncContext, ev *calendar.Event, key string, 
 		(row.State == "cancelled" && !cancelled))
 	if needWrite && sc.crmConn != "" {
 		writes = append(writes, writePayload{
-			WorkspaceID: cal.WorkspaceID, ConnectionID: sc.crmConn, Key: key, Hash: desiredHash, Desired: w, SeenAt: sc.seenAt,
+			WorkspaceID: cal.WorkspaceID, ConnectionID: sc.crmConn, Key: key, Hash: desiredHash, Desired: w, SeenAt: sc.seenAt, DecidedAt: now,
 		})
 	}
 	if r := sc.rec; r != nil {

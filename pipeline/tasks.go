@@ -51,6 +51,10 @@ type writePayload struct {
 	Hash         string    `json:"hash"`
 	Desired      desired   `json:"desired"`
 	SeenAt       time.Time `json:"seen_at,omitzero"`
+	// DecidedAt is when the sync recorded the decision (the ledger row's
+	// updated_at once it commits): the write is queued before the commit,
+	// so a handler that sees an older row waits for it.
+	DecidedAt time.Time `json:"decided_at"`
 }
 
 // linkPayload writes CRM ids back into copies on one calendar.

@@ -100,8 +100,23 @@ func (b *writeBatch) run(ctx context.Context, byKey map[string]writePayload, ord
 	}
 	var creates, recovers, updates []op
 	now := p.now()
-	for _, row := range ledger {
-		w := byKey[row.Key]
+	rowOf := make(map[string]ledgerRow, len(ledger))
+	for _, r := range ledger {
+		rowOf[r.Key] = r
+	}
+	var invisible int
+	for _, key := range order {
+		w := byKey[key]
+		row, ok := rowOf[key]
+		if !ok || (row.DesiredHash != w.Hash && row.UpdatedAt.Before(w.DecidedAt)) {
+			// The sync that queued this write has not committed its
+			// decision yet (writes are queued before the commit), or it
+			// rolled back: wait a little, then let it go.
+			if now.Sub(w.DecidedAt) < decisionWait {
+				invisible++
+			}
+			continue
+		}
 		switch {
 		case row.DesiredHash != w.Hash, row.State == "deleted_in_crm":
 			continue // superseded by a newer decision, or deleted by a person
@@ -166,8 +181,15 @@ func (b *writeBatch) run(ctx context.Context, byKey map[string]writePayload, ord
 	if err := b.update(ctx, updates, contacts); err != nil {
 		return err
 	}
+	if b.retryErr == nil && invisible > 0 {
+		b.retryErr = &retryAfter{wait: 500 * time.Millisecond, err: fmt.Errorf("%d decisions not committed yet", invisible)}
+	}
 	return b.retryErr
 }
+
+// decisionWait is how long a write waits for the decision that queued it
+// to commit; a sync page commits within seconds, or rolls back.
+const decisionWait = 2 * time.Minute
 
 func (c *Config) searchConsistent(markedAt, now time.Time, unique bool) bool {
 	return unique || now.Sub(markedAt) >= c.SearchLag

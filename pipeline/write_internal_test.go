@@ -1,0 +1,63 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/rapportsync/rapport/internal/testenv"
+)
+
+// TestWriteWaitsForUncommittedDecision: writes are queued before the sync
+// commits its decision, so a batch that runs first must wait for the
+// ledger row, not drop the write (it once lost meetings this way).
+func TestWriteWaitsForUncommittedDecision(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.DB(t)
+	p, err := New(Config{Pool: pool, Redis: testenv.Redis(t), Vault: noVault{}, Providers: testProviders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws, conn string
+	if err := pool.QueryRow(ctx, `INSERT INTO workspaces (name, internal_domains) VALUES ('W', '{w.test}') RETURNING id`).Scan(&ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `INSERT INTO connections (workspace_id, provider, account, token_key_id, token_ciphertext) VALUES ($1, 'hubspot', '1', 'k', '\x00') RETURNING id`, ws).Scan(&conn); err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Repeat("a1", 32)
+	batch := func(decided time.Time) *asynq.Task {
+		w, _ := json.Marshal(writePayload{WorkspaceID: ws, ConnectionID: conn, Key: key, Hash: "h1", DecidedAt: decided})
+		b, _ := json.Marshal([]json.RawMessage{w})
+		return asynq.NewTask(TaskWriteBatch, b)
+	}
+	err = p.handleWriteBatch(ctx, batch(time.Now()))
+	var ra *retryAfter
+	if !errors.As(err, &ra) {
+		t.Fatalf("write for a decision not yet committed: %v, want a retry", err)
+	}
+	// A row that is older than the decision: still not committed.
+	if _, err := pool.Exec(ctx, `INSERT INTO meetings (workspace_id, meeting_key, state, action, rule, rules_version, desired_hash, updated_at)
+		VALUES ($1, $2, 'skipped', 'skip', 'default', 'v', 'h0', now() - interval '1 minute')`, ws, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.handleWriteBatch(ctx, batch(time.Now())); !errors.As(err, &ra) {
+		t.Fatalf("write newer than the ledger row: %v, want a retry", err)
+	}
+	// A decision that never committed (the sync rolled back) is let go.
+	if err := p.handleWriteBatch(ctx, batch(time.Now().Add(-3*time.Minute))); err != nil {
+		t.Fatalf("write for a decision that never committed: %v, want it dropped", err)
+	}
+	// A newer committed decision supersedes the write.
+	if _, err := pool.Exec(ctx, `UPDATE meetings SET desired_hash = 'h2', updated_at = now() WHERE meeting_key = $1`, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.handleWriteBatch(ctx, batch(time.Now().Add(-time.Second))); err != nil {
+		t.Fatalf("superseded write: %v, want it skipped", err)
+	}
+}
