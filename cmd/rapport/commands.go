@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,11 +23,6 @@ func runMigrate(ctx context.Context, e *env, c *Config, _ any, _ []string) error
 	}
 	fmt.Fprintf(e.stdout, "database is current (%d migrations applied)\n", n)
 	return nil
-}
-
-// notLanded refuses a command whose feature is not built yet.
-func notLanded(what string) error {
-	return errors.New(what + " is not available in this build yet")
 }
 
 func runServe(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
@@ -103,25 +97,11 @@ func runRulesCheck(ctx context.Context, e *env, _ *Config, _ any, args []string)
 func runRulesTest(ctx context.Context, e *env, _ *Config, _ any, args []string) error {
 	s, err := rules.Load(args[0])
 	if err != nil {
-		var list rules.ErrorList
-		if errors.As(err, &list) {
-			for _, le := range list {
-				fmt.Fprintln(e.stderr, le)
-			}
-			return errReported
-		}
-		return err
+		return printRuleErrors(e, err)
 	}
 	report, err := rules.RunTests(args[0], s)
 	if err != nil {
-		var list rules.ErrorList
-		if errors.As(err, &list) {
-			for _, le := range list {
-				fmt.Fprintln(e.stderr, le)
-			}
-			return errReported
-		}
-		return err
+		return printRuleErrors(e, err)
 	}
 	fmt.Fprintln(e.stdout, report.String())
 	if report.Failed > 0 {
@@ -130,20 +110,15 @@ func runRulesTest(ctx context.Context, e *env, _ *Config, _ any, args []string) 
 	return nil
 }
 
-type demoOptions struct{ once bool }
-
-func demoFlags(fs *flag.FlagSet) any {
-	o := &demoOptions{}
-	fs.BoolVar(&o.once, "once", false, "exit 0 after the initial sync and the scripted live changes")
-	return o
-}
-
-func runDemo(ctx context.Context, e *env, _ *Config, _ any, _ []string) error {
-	return notLanded("the demo")
-}
-
-func benchFlags(fs *flag.FlagSet) any { return nil }
-
-func runBench(ctx context.Context, e *env, _ *Config, _ any, _ []string) error {
-	return notLanded("the benchmark harness")
+// printRuleErrors prints each positioned error of a rules ErrorList on its
+// own line.
+func printRuleErrors(e *env, err error) error {
+	var list rules.ErrorList
+	if !errors.As(err, &list) {
+		return err
+	}
+	for _, le := range list {
+		fmt.Fprintln(e.stderr, le)
+	}
+	return errReported
 }
