@@ -55,9 +55,9 @@ func Pending(ctx context.Context, db *sql.DB) (bool, error) {
 }
 
 func provider(dsn string) (*goose.Provider, *sql.DB, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := parseConfig(dsn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse database url: %w", err)
+		return nil, nil, err
 	}
 	db := stdlib.OpenDB(*cfg)
 	locker, err := lock.NewPostgresSessionLocker()
@@ -77,9 +77,9 @@ func provider(dsn string) (*goose.Provider, *sql.DB, error) {
 // connecting to the server's maintenance database ("postgres") to do so.
 // Two processes racing to create it both succeed.
 func EnsureDatabase(ctx context.Context, dsn string) error {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := parseConfig(dsn)
 	if err != nil {
-		return fmt.Errorf("parse database url: %w", err)
+		return err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err == nil {
@@ -105,6 +105,16 @@ func EnsureDatabase(ctx context.Context, dsn string) error {
 		return fmt.Errorf("create database %q: %w", name, err)
 	}
 	return nil
+}
+
+// parseConfig parses a database URL, accepting (and dropping) pgxpool's
+// pool_* settings, which the server would refuse as run-time parameters.
+func parseConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	return cfg.ConnConfig, nil
 }
 
 // PendingPool is Pending over a pgx pool.

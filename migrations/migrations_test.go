@@ -30,7 +30,12 @@ func TestUpCreatesDatabaseAndIsIdempotent(t *testing.T) {
 	if n == 0 {
 		t.Fatal("first migrate applied nothing")
 	}
-	n, err = migrations.Up(ctx, dsn, quiet)
+	// pgxpool settings in the URL (as `serve` uses it) are accepted.
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	n, err = migrations.Up(ctx, dsn+sep+"pool_max_conns=5", quiet)
 	if err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}

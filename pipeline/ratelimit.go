@@ -13,7 +13,7 @@ import (
 // maxThrottleSleep is the longest a request waits for the limit in place;
 // a longer wait fails the call as rate limited, so the task is retried
 // later and its worker slot goes to other work.
-const maxThrottleSleep = 2 * time.Second
+const maxThrottleSleep = 250 * time.Millisecond
 
 // googleThrottle returns the client-side limit of one Google connection,
 // shared by every process through Redis.

@@ -105,7 +105,11 @@ func (p *Pipeline) taskFailed(ctx context.Context, t *asynq.Task, err error) {
 	n, _ := asynq.GetRetryCount(ctx)
 	max, _ := asynq.GetMaxRetry(ctx)
 	taskID, _ := asynq.GetTaskID(ctx)
-	p.log.WarnContext(ctx, "task failed", slog.String("task", t.Type()), slog.String("task_id", taskID), slog.Int("retry", n), slog.String("class", classLabel(err)), slog.String("error", err.Error()))
+	level := slog.LevelWarn
+	if !isFailure(err) {
+		level = slog.LevelDebug // a wait (busy calendar, rate limit), not a failure
+	}
+	p.log.Log(ctx, level, "task failed", slog.String("task", t.Type()), slog.String("task_id", taskID), slog.Int("retry", n), slog.String("class", classLabel(err)), slog.String("error", err.Error()))
 	if n >= max {
 		p.deadLetter(ctx, "", t, "exhausted", refOf(t), err)
 	}

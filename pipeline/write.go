@@ -105,6 +105,7 @@ func (b *writeBatch) run(ctx context.Context, byKey map[string]writePayload, ord
 		rowOf[r.Key] = r
 	}
 	var invisible int
+	var searchWait time.Duration
 	for _, key := range order {
 		w := byKey[key]
 		row, ok := rowOf[key]
@@ -123,9 +124,21 @@ func (b *writeBatch) run(ctx context.Context, byKey map[string]writePayload, ord
 		case row.CRMID == "" && w.Desired.Cancel:
 			continue
 		case row.CRMID == "" && row.State == "creating":
+			if row.AttemptID != nil && p.inFlight(ctx, *row.AttemptID) {
+				// Another batch is sending this create right now (it may be
+				// waiting out a rate limit): searching now could miss it.
+				if searchWait == 0 || time.Second < searchWait {
+					searchWait = time.Second
+				}
+				continue
+			}
 			if !p.cfg.searchConsistent(row.UpdatedAt, now, b.conn.UniqueKey) {
-				// The earlier create may not be searchable yet: wait it out.
-				return &retryAfter{wait: row.UpdatedAt.Add(p.cfg.SearchLag).Sub(now), err: errors.New("create outcome unknown; waiting for CRM search to catch up")}
+				// Another batch is creating it, or its create may not be
+				// searchable yet: this meeting waits, the others go on.
+				if wait := row.UpdatedAt.Add(p.cfg.SearchLag).Sub(now); searchWait == 0 || wait < searchWait {
+					searchWait = wait
+				}
+				continue
 			}
 			recovers = append(recovers, op{w, row})
 		case row.CRMID == "":
@@ -134,9 +147,14 @@ func (b *writeBatch) run(ctx context.Context, byKey map[string]writePayload, ord
 			updates = append(updates, op{w, row})
 		}
 	}
-	// Mark creates before sending them, in their own commit.
+	// Mark creates before sending them, in their own commit, and hold the
+	// attempt's in-flight mark until their outcome is recorded.
 	if len(creates) > 0 || len(recovers) > 0 {
 		attempt := uuid.NewString()
+		if err := p.rdb.Set(ctx, attemptKey(attempt), "1", attemptTTL).Err(); err != nil {
+			return fmt.Errorf("mark attempt in flight: %w", err)
+		}
+		defer p.rdb.Del(context.WithoutCancel(ctx), attemptKey(attempt))
 		var ids []int64
 		for _, o := range append(slices.Clone(creates), recovers...) {
 			ids = append(ids, o.row.ID)
@@ -184,12 +202,29 @@ func (b *writeBatch) run(ctx context.Context, byKey map[string]writePayload, ord
 	if b.retryErr == nil && invisible > 0 {
 		b.retryErr = &retryAfter{wait: 500 * time.Millisecond, err: fmt.Errorf("%d decisions not committed yet", invisible)}
 	}
+	if b.retryErr == nil && searchWait > 0 {
+		b.retryErr = &retryAfter{wait: searchWait, err: errors.New("create outcome unknown; waiting for CRM search to catch up")}
+	}
 	return b.retryErr
 }
 
 // decisionWait is how long a write waits for the decision that queued it
 // to commit; a sync page commits within seconds, or rolls back.
 const decisionWait = 2 * time.Minute
+
+// attemptTTL bounds how long a create attempt counts as in flight when its
+// process died without clearing the mark; longer than any one batch call
+// with its retries and rate-limit waits.
+const attemptTTL = 5 * time.Minute
+
+func attemptKey(id string) string { return "rapport:attempt:" + id }
+
+// inFlight reports whether a create attempt is still being sent by a live
+// process. On a Redis error it says yes: waiting is safe, a duplicate not.
+func (p *Pipeline) inFlight(ctx context.Context, attempt string) bool {
+	n, err := p.rdb.Exists(ctx, attemptKey(attempt)).Result()
+	return err != nil || n > 0
+}
 
 func (c *Config) searchConsistent(markedAt, now time.Time, unique bool) bool {
 	return unique || now.Sub(markedAt) >= c.SearchLag

@@ -172,7 +172,8 @@ func poolSize(conc map[string]int, tweak func(*pipeline.Config)) int32 {
 		}
 		n += c
 	}
-	return int32(n)
+	// PostgreSQL's default max_connections is 100: stay well under it.
+	return int32(min(n, 60))
 }
 
 func redisConnOpt(o *redis.Options) asynq.RedisConnOpt {
