@@ -57,8 +57,24 @@ func (p *Pipeline) markDirty(ctx context.Context, calID string, full bool, seenA
 	if err != nil {
 		return fmt.Errorf("mark calendar %s dirty: %w", calID, err)
 	}
+	if !full {
+		// A sync of this calendar that has not taken the calendar's lease
+		// yet reads the counter after taking it, so it covers this change:
+		// a burst of notifications (the echoes of write-backs) queues one
+		// task, not one each.
+		queued, err := p.rdb.SetNX(ctx, syncQueuedKey(calID), dirty, time.Minute).Result()
+		if err != nil {
+			return fmt.Errorf("mark calendar %s queued: %w", calID, err)
+		}
+		if !queued {
+			return nil
+		}
+	}
 	return p.enqueueSync(ctx, calID, dirty, full, seenAt)
 }
+
+// syncQueuedKey marks a calendar whose queued sync has not started.
+func syncQueuedKey(calID string) string { return "rapport:syncqueued:" + calID }
 
 // connRow is a CRM connection.
 type connRow struct {

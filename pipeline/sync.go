@@ -55,6 +55,11 @@ func (p *Pipeline) handleSync(ctx context.Context, t *asynq.Task) error {
 	}
 	defer l.release(ctx)
 	ctx = withLease(ctx, l)
+	// From here on, notifications queue a new task: this one may have
+	// made its last check when they arrive.
+	if err := p.rdb.Del(ctx, syncQueuedKey(cal.ID)).Err(); err != nil {
+		return fmt.Errorf("clear queued mark of %s: %w", cal.ID, err)
+	}
 
 	full := pl.Full
 	for round := 0; ; round++ {
