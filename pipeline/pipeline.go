@@ -70,7 +70,7 @@ type Config struct {
 	// GooglePerMinute is the client-side limit of Google requests per
 	// connection (user), shared through Redis: 540, 90% of Google's 600.
 	GooglePerMinute int
-	// Concurrency per queue (sync 4, crm 2, link 8, maintenance 1).
+	// Concurrency per queue (sync 4, crm 2, link 64, maintenance 1).
 	Concurrency map[string]int
 	Logger      *slog.Logger
 	Clock       func() time.Time
@@ -111,10 +111,12 @@ func (c *Config) withDefaults() {
 	c.Concurrency = QueueConcurrency(c.Concurrency)
 }
 
-// QueueConcurrency returns the workers per queue: the defaults (sync 4,
-// crm 2, link 8, maintenance 1) overridden by set.
+// QueueConcurrency returns the workers per queue. Link workers are many
+// because each one paces itself to one Google user's limit (9 requests a
+// second): the write-back of 200 calendars needs many in parallel.: the defaults (sync 4,
+// crm 2, link 64, maintenance 1) overridden by set.
 func QueueConcurrency(set map[string]int) map[string]int {
-	conc := map[string]int{QueueSync: 4, QueueCRM: 2, QueueLink: 8, QueueMaintenance: 1}
+	conc := map[string]int{QueueSync: 4, QueueCRM: 2, QueueLink: 64, QueueMaintenance: 1}
 	for q, n := range set {
 		conc[q] = n
 	}

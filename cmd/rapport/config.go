@@ -86,7 +86,7 @@ func (c *Config) settings() []setting {
 		{env: "RAPPORT_LOOKAHEAD", def: "720h", help: "how far ahead meetings are logged", dur: &c.Lookahead},
 		{env: "RAPPORT_LOG_FORMAT", def: "json", help: "log format: json or text", str: &c.LogFormat},
 		{env: "RAPPORT_LOG_LEVEL", def: "info", help: "log level: debug, info, warn or error", str: &c.LogLevel},
-		{env: "RAPPORT_WORKER_CONCURRENCY", def: "sync=4,crm=2,link=8,maintenance=1", help: "workers per queue of `worker` and `run`", str: &c.WorkerConcurrency},
+		{env: "RAPPORT_WORKER_CONCURRENCY", def: "sync=4,crm=2,link=64,maintenance=1", help: "workers per queue of `worker` and `run`", str: &c.WorkerConcurrency},
 	}
 }
 
