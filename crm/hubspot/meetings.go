@@ -198,23 +198,8 @@ func (c *Client) upsertMeetings(ctx context.Context, ms []crm.Meeting, out []crm
 			inputs = append(inputs, in)
 			pos = append(pos, i)
 		}
-		if len(inputs) == 0 {
-			continue
-		}
-		var resp batchResponse
-		sent := make([]crm.Result, len(inputs))
-		status, err := c.send(ctx, request{op: op, method: http.MethodPost, path: pathObjects + "meetings/batch/upsert",
-			body: batchInputs[updateInput]{Inputs: inputs}, replayable: true}, &resp)
-		if err != nil {
-			fill(sent, err)
-			if first == nil {
-				first = err
-			}
-		} else {
-			ix.apply(op, status, resp, sent, c.cfg.Logger)
-		}
-		for j, res := range sent {
-			part[pos[j]] = res
+		if err := c.sendUpdates(ctx, op, "meetings/batch/upsert", inputs, pos, part, ix); err != nil && first == nil {
+			first = err
 		}
 	}
 
@@ -280,26 +265,32 @@ func (c *Client) UpdateMeetings(ctx context.Context, ms []crm.Meeting) ([]crm.Re
 			inputs = append(inputs, in)
 			pos = append(pos, i)
 		}
-		if len(inputs) == 0 {
-			continue
-		}
-		var resp batchResponse
-		sent := make([]crm.Result, len(inputs))
-		status, err := c.send(ctx, request{op: op, method: http.MethodPost, path: pathObjects + "meetings/batch/update",
-			body: batchInputs[updateInput]{Inputs: inputs}, replayable: true}, &resp)
-		if err != nil {
-			fill(sent, err)
-			if first == nil {
-				first = err
-			}
-		} else {
-			ix.apply(op, status, resp, sent, c.cfg.Logger)
-		}
-		for j, res := range sent {
-			part[pos[j]] = res
+		if err := c.sendUpdates(ctx, op, "meetings/batch/update", inputs, pos, part, ix); err != nil && first == nil {
+			first = err
 		}
 	}
 	return out, first
+}
+
+// sendUpdates posts one chunk of update-shaped inputs (batch update or
+// upsert) and files each input's result at its position in part.
+func (c *Client) sendUpdates(ctx context.Context, op, path string, inputs []updateInput, pos []int, part []crm.Result, ix batchIndex) error {
+	if len(inputs) == 0 {
+		return nil
+	}
+	var resp batchResponse
+	sent := make([]crm.Result, len(inputs))
+	status, err := c.send(ctx, request{op: op, method: http.MethodPost, path: pathObjects + path,
+		body: batchInputs[updateInput]{Inputs: inputs}, replayable: true}, &resp)
+	if err != nil {
+		fill(sent, err)
+	} else {
+		ix.apply(op, status, resp, sent, c.cfg.Logger)
+	}
+	for j, res := range sent {
+		part[pos[j]] = res
+	}
+	return err
 }
 
 // ReadMeetings reads meetings by id with the given properties (and the key
