@@ -65,7 +65,7 @@ type Config struct {
 	// (30 s).
 	SearchLag time.Duration
 	// BatchDelay is how long CRM writes wait to be batched (1 s, Asynq's
-	// minimum grace period); BatchMaxDelay caps it (2 s).
+	// minimum grace period); BatchMaxDelay caps it (1 s).
 	BatchDelay, BatchMaxDelay time.Duration
 	// GooglePerMinute is the client-side limit of Google requests per
 	// connection (user), shared through Redis: 540, 90% of Google's 600.
@@ -91,7 +91,7 @@ func (c *Config) withDefaults() {
 	def(&c.ReconcileEvery, 6*time.Hour)
 	def(&c.SearchLag, 30*time.Second)
 	def(&c.BatchDelay, time.Second)
-	def(&c.BatchMaxDelay, 2*time.Second)
+	def(&c.BatchMaxDelay, time.Second)
 	if c.GooglePerMinute == 0 {
 		c.GooglePerMinute = 540
 	}

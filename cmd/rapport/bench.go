@@ -74,7 +74,7 @@ func benchFlags(fs *flag.FlagSet) any {
 	fs.IntVar(&o.syncConc, "sync-concurrency", 0, "workers on the sync queue (0: the pipeline's default, 4)")
 	fs.IntVar(&o.crmConc, "crm-concurrency", 0, "workers on the crm queue (0: the pipeline's default, 2)")
 	fs.IntVar(&o.linkConc, "link-concurrency", 0, "workers on the link queue (0: the pipeline's default, 64)")
-	fs.DurationVar(&o.batchMaxDelay, "batch-max-delay", 0, "longest wait of a CRM write for its batch (0: the pipeline's default, 2s)")
+	fs.DurationVar(&o.batchMaxDelay, "batch-max-delay", 0, "longest wait of a CRM write for its batch (0: the pipeline's default, 1s)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up when the backfill takes longer")
 	fs.StringVar(&o.logLevel, "log-level", "error", "level of the logs written to stderr")
 	return o
