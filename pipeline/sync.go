@@ -37,9 +37,10 @@ func (p *Pipeline) handleSync(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if cal.ConnStatus != "active" || cal.Status == "paused" {
-		// Parked: re-authorisation enqueues a sync of every calendar.
+		// Parked: re-authorisation enqueues a sync of every calendar, which
+		// must not find this task's queued mark.
 		p.log.InfoContext(ctx, "sync parked", slog.String("calendar_id", cal.ID), slog.String("connection_status", cal.ConnStatus))
-		return nil
+		return p.rdb.Del(ctx, syncQueuedKey(cal.ID)).Err()
 	}
 
 	// One sync per calendar at a time, across processes. A notification
