@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,6 +131,28 @@ func (w *desired) hash(own ownership) string {
 	h.Write([]byte("companies=" + strings.Join(w.CompanyIDs, ",") + "\x00"))
 	h.Write([]byte("contacts=" + strings.Join(w.ContactEmails, ",") + "\x00"))
 	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// sameInstant reports whether two property values are equal, comparing
+// times as instants: HubSpot may answer an RFC 3339 time in another form,
+// or in milliseconds since the epoch.
+func sameInstant(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ta, ok1 := parseInstant(a)
+	tb, ok2 := parseInstant(b)
+	return ok1 && ok2 && ta.Equal(tb)
+}
+
+func parseInstant(s string) (time.Time, bool) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, true
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms), true
+	}
+	return time.Time{}, false
 }
 
 func isoMillis(t time.Time) string {

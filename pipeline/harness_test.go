@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,10 +44,8 @@ type harness struct {
 	worker *pipeline.Worker
 	web    *httptest.Server
 	ws     string
-	now    atomic.Pointer[time.Time]
 
-	webhooks atomic.Int64
-	opts     harnessOptions
+	opts harnessOptions
 }
 
 // restartPipeline builds a new Pipeline on the same database, Redis and
@@ -157,7 +153,6 @@ func (h *harness) webhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	h.webhooks.Add(1)
 	if err := h.p.GoogleNotification(r.Context(), n); err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
@@ -304,7 +299,3 @@ func (h *harness) ledgerStates() map[string]int {
 }
 
 func iso(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-
-func (h *harness) logf(format string, args ...any) { h.t.Logf(format, args...) }
-
-var _ = fmt.Sprint

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"testing"
 
 	"golang.org/x/oauth2"
 
@@ -25,4 +26,23 @@ var testProviders = Providers{
 	CRM: func(_ context.Context, portal string, ts oauth2.TokenSource) (crm.Sink, error) {
 		return hubspot.New(hubspot.Config{BaseURL: "http://127.0.0.1:1", PortalID: portal, MaxRetries: -1}, ts)
 	},
+}
+
+func TestSameInstant(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"2026-03-25T14:00:00.000Z", "2026-03-25T14:00:00Z", true},
+		{"2026-03-25T14:00:00.000Z", "2026-03-25T15:00:00+01:00", true},
+		{"2026-03-25T14:00:00.000Z", "1774447200000", true},
+		{"2026-03-25T14:00:00.000Z", "2026-03-25T14:30:00Z", false},
+		{"Renewal", "Renewal", true},
+		{"Renewal", "renewal", false},
+		{"", "2026-03-25T14:00:00Z", false},
+	} {
+		if got := sameInstant(c.a, c.b); got != c.want {
+			t.Errorf("sameInstant(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
 }

@@ -177,10 +177,6 @@ func New(cfg Config) (*Pipeline, error) {
 	return p, nil
 }
 
-// Close releases the queue client. The pool and Redis client are the
-// caller's.
-func (p *Pipeline) Close() error { return nil }
-
 // source returns the calendar client of a connection.
 func (p *Pipeline) source(ctx context.Context, connID string) (calendar.Source, error) {
 	if v, ok := p.clients.Load(connID); ok {

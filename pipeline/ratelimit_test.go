@@ -11,12 +11,7 @@ import (
 
 func TestGoogleThrottle(t *testing.T) {
 	rdb := testenv.Redis(t)
-	p, err := New(Config{Pool: testenv.DB(t), Redis: rdb, Vault: noVault{}, GooglePerMinute: 3,
-		Providers: Providers{Calendar: func(context.Context, CalendarConn) (calendar.Source, error) { return nil, nil }, CRM: nil}})
-	if err == nil {
-		t.Fatal("New accepted Providers without CRM")
-	}
-	p, err = New(Config{Pool: testenv.DB(t), Redis: rdb, Vault: noVault{}, GooglePerMinute: 3, Providers: testProviders})
+	p, err := New(Config{Pool: testenv.DB(t), Redis: rdb, Vault: noVault{}, GooglePerMinute: 3, Providers: testProviders})
 	if err != nil {
 		t.Fatal(err)
 	}

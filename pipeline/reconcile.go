@@ -264,27 +264,9 @@ func drifted(own ownership, w desired, m crm.Meeting) bool {
 		if k == crm.PropOutcome {
 			continue
 		}
-		want, got := w.Props[k], m.Properties[k]
-		if want == got {
-			continue
+		if !sameInstant(w.Props[k], m.Properties[k]) {
+			return true
 		}
-		wt, err1 := time.Parse(time.RFC3339Nano, want)
-		gt, err2 := time.Parse(time.RFC3339Nano, got)
-		if err1 == nil && err2 == nil && wt.Equal(gt) {
-			continue
-		}
-		if ms, err := parseMillis(got); err == nil && err1 == nil && wt.Equal(ms) {
-			continue
-		}
-		return true
 	}
 	return false
-}
-
-func parseMillis(s string) (time.Time, error) {
-	var n int64
-	if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
-		return time.Time{}, err
-	}
-	return time.UnixMilli(n), nil
 }

@@ -270,15 +270,21 @@ func (b *writeBatch) findExisting(ctx context.Context, creates, recovers []op) (
 	if err != nil {
 		return nil, b.classify(ctx, err)
 	}
+	start := map[string]string{}
+	for _, o := range append(slices.Clone(creates), recovers...) {
+		start[o.w.Key] = o.w.Desired.Props[crm.PropTimestamp]
+	}
+	adopted := map[string]bool{}
 	for uid, ms := range byUID {
 		keys := uids[uid]
-		// Only a single event (one key per iCalUID) can be matched to the
-		// CRM's record unambiguously; instances of a series have one
-		// iCalUID and are matched by start time.
+		// A single event (one key per iCalUID) matches the CRM's record
+		// unambiguously; instances of a series share the iCalUID and are
+		// matched by start. No record is adopted twice.
 		for _, k := range keys {
 			for _, m := range ms {
-				if len(keys) == 1 || m.Properties[crm.PropTimestamp] == findOp(creates, recovers, k).w.Desired.Props[crm.PropTimestamp] {
+				if !adopted[m.ID] && (len(keys) == 1 || sameInstant(m.Properties[crm.PropTimestamp], start[k])) {
 					found[k] = m
+					adopted[m.ID] = true
 					break
 				}
 			}
@@ -306,15 +312,6 @@ func (b *writeBatch) calendarSyncMeetings(ctx context.Context) (bool, error) {
 	}
 	b.p.rdb.Set(ctx, key, v, ttl)
 	return has, nil
-}
-
-func findOp(a, b []op, key string) op {
-	for _, o := range append(slices.Clone(a), b...) {
-		if o.w.Key == key {
-			return o
-		}
-	}
-	return op{}
 }
 
 func (b *writeBatch) recordAdopted(ctx context.Context, o op, crmID string) error {

@@ -205,9 +205,6 @@ func (a *app) oauthConfigs() (g, h *oauth2.Config) {
 
 // Close releases the connections.
 func (a *app) Close() {
-	if a.pipeline != nil {
-		a.pipeline.Close()
-	}
 	if a.rdb != nil {
 		a.rdb.Close()
 	}
