@@ -84,6 +84,9 @@ func TestInitialSync(t *testing.T) {
 	if states["logged"] != f.logged {
 		t.Errorf("ledger states %v, want %d logged", states, f.logged)
 	}
+	if n := h.hub.Calls()["meetings.batch.create"]; n > 3 {
+		t.Errorf("%d batch creates for %d meetings: writes are not being batched", n, len(ms))
+	}
 	calls := h.hub.TotalCalls()
 	t.Logf("initial sync: %d meetings logged with %d HubSpot calls (%.2f per meeting): %v", len(ms), calls, float64(calls)/float64(len(ms)), h.hub.Calls())
 }
