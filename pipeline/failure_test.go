@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/rapportsync/rapport/calendar/calendartest"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/crmtest"
 	"github.com/rapportsync/rapport/crm/hubspot"
@@ -334,5 +336,40 @@ func TestAdoptsHubSpotCalendarSyncMeeting(t *testing.T) {
 	}
 	if n := len(h.hub.Meetings()); n != f.logged {
 		t.Errorf("%d meetings, want %d", n, f.logged)
+	}
+}
+
+// TestBackfillWithoutContacts: none of the external attendees is a HubSpot
+// contact, so every contacts batch read answers 404 OBJECT_NOT_FOUND for
+// the whole call. That means "none found": every meeting is written at once,
+// each batch reads contacts once, and nothing is retried or parked.
+func TestBackfillWithoutContacts(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.hub.AddCompany(crm.Company{Name: "Acme", Domains: []string{"acme.example"}})
+	h.addCalendar(rep)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-20 * 24 * time.Hour)
+	const n = 150
+	for i := range n {
+		s := base.Add(time.Duration(i) * 3 * time.Hour)
+		if _, err := h.google.Insert(rep, calendartest.EventSpec{Summary: fmt.Sprintf("Acme call %d", i), Start: s, End: s.Add(30 * time.Minute),
+			Attendees: []calendartest.Attendee{att(rep), att(fmt.Sprintf("person%d@acme.example", i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.startWorker()
+	h.connectHubSpot()
+	h.connectGoogle(rep, "tok-rep")
+	h.settle()
+	if got := len(h.hub.Meetings()); got != n {
+		t.Fatalf("HubSpot holds %d meetings, want %d", got, n)
+	}
+	calls := h.hub.Calls()
+	if reads, creates := calls["contacts.batch.read"], calls["meetings.batch.create"]; reads > creates {
+		t.Errorf("%d contact batch reads for %d batch creates: an all-missing read was retried", reads, creates)
+	}
+	var dead int
+	h.pool.QueryRow(h.ctx, `SELECT count(*) FROM dead_letters WHERE workspace_id = $1`, h.ws).Scan(&dead)
+	if dead != 0 {
+		t.Errorf("%d dead letters, want none", dead)
 	}
 }

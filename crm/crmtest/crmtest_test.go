@@ -197,6 +197,22 @@ func TestContactsBatchReadMissing(t *testing.T) {
 	}
 }
 
+// TestContactsBatchReadNoneFound: when none of the inputs exists, HubSpot
+// answers the whole batch read 404 OBJECT_NOT_FOUND instead of a 207.
+func TestContactsBatchReadNoneFound(t *testing.T) {
+	s := newFake(t, crmtest.Options{Limit: -1})
+	status, _, body := call(t, s, "POST", obj+"contacts/batch/read", map[string]any{
+		"idProperty": "email", "properties": []string{"email"},
+		"inputs": []any{map[string]any{"id": "x@y.z"}, map[string]any{"id": "q@y.z"}},
+	})
+	if status != 404 {
+		t.Fatalf("status %d, want 404", status)
+	}
+	if body["category"] != "OBJECT_NOT_FOUND" || !strings.HasPrefix(body["message"].(string), "Could not get some CONTACT objects") {
+		t.Errorf("body %v", body)
+	}
+}
+
 func TestMeetingReadBackWithAssociations(t *testing.T) {
 	s := newFake(t, crmtest.Options{Limit: -1})
 	co := s.AddCompany(crm.Company{Name: "Acme"})

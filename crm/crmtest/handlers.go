@@ -417,8 +417,13 @@ func (s *Server) batchRead(c *collection, op string) http.HandlerFunc {
 		var errs []errorOut
 		if len(missing) > 0 {
 			name := strings.ToUpper(strings.TrimSuffix(c.objectType, "s"))
-			errs = append(errs, errorOut{Status: "error", Category: "OBJECT_NOT_FOUND",
-				Message: fmt.Sprintf("Could not get some %s objects, they may be deleted or not exist. Check that ids are valid.", name),
+			msg := fmt.Sprintf("Could not get some %s objects, they may be deleted or not exist. Check that ids are valid.", name)
+			if len(results) == 0 {
+				// None of the inputs exists: HubSpot fails the whole call.
+				writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", msg, map[string][]string{"ids": missing})
+				return
+			}
+			errs = append(errs, errorOut{Status: "error", Category: "OBJECT_NOT_FOUND", Message: msg,
 				Context: map[string][]string{"ids": missing}})
 		}
 		batchReply(w, http.StatusOK, results, errs)

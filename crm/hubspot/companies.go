@@ -171,10 +171,8 @@ func (c *Client) ContactsByEmail(ctx context.Context, emails []string) (map[stri
 		for _, a := range addrs[r[0]:r[1]] {
 			refs = append(refs, objectRef{ID: a})
 		}
-		var resp batchResponse
-		status, err := c.send(ctx, request{op: op, method: http.MethodPost, path: pathObjects + "contacts/batch/read",
-			body:       batchReadRequest{IDProperty: "email", Inputs: refs, Properties: []string{"email", "firstname", "lastname"}},
-			replayable: true}, &resp)
+		resp, err := c.batchRead(ctx, op, "contacts",
+			batchReadRequest{IDProperty: "email", Inputs: refs, Properties: []string{"email", "firstname", "lastname"}})
 		if err != nil {
 			return out, err
 		}
@@ -182,9 +180,6 @@ func (c *Client) ContactsByEmail(ctx context.Context, emails []string) (map[stri
 			email := strings.ToLower(o.prop("email"))
 			name := strings.TrimSpace(o.prop("firstname") + " " + o.prop("lastname"))
 			out[email] = crm.Contact{ID: o.ID, Email: email, Name: name}
-		}
-		if err := batchReadErrors(op, status, resp.Errors); err != nil {
-			return out, err
 		}
 	}
 	return out, nil

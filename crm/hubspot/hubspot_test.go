@@ -765,6 +765,34 @@ func TestContactsByEmail(t *testing.T) {
 	}
 }
 
+// TestContactsByEmailNoneFound: a batch read none of whose addresses is a
+// contact answers 404 OBJECT_NOT_FOUND for the whole call; that is "none
+// found", answered at once, not an error to retry.
+func TestContactsByEmailNoneFound(t *testing.T) {
+	s := newFake(t, fast(crmtest.Options{}))
+	s.AddContact("known@example.com", "Known", "")
+	c := newClient(t, s, hubspot.Config{PortalID: s.PortalID(), MaxRetries: 3})
+	var emails []string
+	for i := 0; i < 120; i++ {
+		emails = append(emails, fmt.Sprintf("nobody%d@example.com", i))
+	}
+	got, err := c.ContactsByEmail(context.Background(), emails)
+	if err != nil {
+		t.Fatalf("ContactsByEmail of unknown addresses: %v", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("got %v, want no contacts", got)
+	}
+	if n := s.Calls()["contacts.batch.read"]; n != 2 {
+		t.Errorf("batch reads = %d, want 2 (no retries)", n)
+	}
+	// A meeting read of ids that do not exist is answered the same way.
+	ms, err := c.ReadMeetings(context.Background(), []string{"999999991", "999999992"}, []string{crm.PropTitle})
+	if err != nil || len(ms) != 0 {
+		t.Errorf("ReadMeetings of missing ids = %v, %v; want none, nil", ms, err)
+	}
+}
+
 func TestCompaniesPaging(t *testing.T) {
 	s := newFake(t, fast(crmtest.Options{}))
 	for i := 0; i < 250; i++ {

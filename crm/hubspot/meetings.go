@@ -306,18 +306,13 @@ func (c *Client) ReadMeetings(ctx context.Context, ids []string, props []string)
 		for _, id := range ids[r[0]:r[1]] {
 			refs = append(refs, objectRef{ID: id})
 		}
-		var resp batchResponse
-		status, err := c.send(ctx, request{op: op, method: http.MethodPost, path: pathObjects + "meetings/batch/read",
-			body: batchReadRequest{Inputs: refs, Properties: propList}, replayable: true}, &resp)
+		resp, err := c.batchRead(ctx, op, "meetings", batchReadRequest{Inputs: refs, Properties: propList})
 		if err != nil {
 			return found, err
 		}
 		for _, o := range resp.Results {
 			p := o.props()
 			found[o.ID] = crm.Meeting{ID: o.ID, Key: p[crm.PropKey], Properties: p}
-		}
-		if err := batchReadErrors(op, status, resp.Errors); err != nil {
-			return found, err
 		}
 	}
 	have := make([]string, 0, len(found))
@@ -341,16 +336,37 @@ func (c *Client) ReadMeetings(ctx context.Context, ids []string, props []string)
 	return found, nil
 }
 
-// batchReadErrors returns the first error of a batch read other than records
-// not found (which are simply absent).
-func batchReadErrors(op string, status int, errs []batchError) error {
-	for _, be := range errs {
-		if be.Category == "OBJECT_NOT_FOUND" {
-			continue
+// batchRead reads a batch of records of one object type. Records that do
+// not exist are simply absent from the answer: HubSpot lists them as 207
+// errors of category OBJECT_NOT_FOUND, or, when none of the inputs exists,
+// answers the whole call 404 with that category — "none found", not a
+// failure to retry. Any other input error fails the read.
+func (c *Client) batchRead(ctx context.Context, op, objectType string, body batchReadRequest) (batchResponse, error) {
+	var resp batchResponse
+	status, err := c.send(ctx, request{op: op, method: http.MethodPost, path: pathObjects + objectType + "/batch/read",
+		body: body, replayable: true}, &resp)
+	if err != nil {
+		if noneFound(err) {
+			return batchResponse{}, nil
 		}
-		return inputError(op, status, be)
+		return resp, err
 	}
-	return nil
+	for _, be := range resp.Errors {
+		if be.Category != categoryNotFound {
+			return resp, inputError(op, status, be)
+		}
+	}
+	return resp, nil
+}
+
+// categoryNotFound is HubSpot's error category for records that do not exist.
+const categoryNotFound = "OBJECT_NOT_FOUND"
+
+// noneFound reports whether err is HubSpot's whole-call 404 OBJECT_NOT_FOUND
+// answer to a batch read none of whose inputs exists.
+func noneFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Category == categoryNotFound
 }
 
 // FindMeetingsByKey finds meetings by Rapport's key property through the
