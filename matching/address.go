@@ -386,3 +386,7 @@ func underDomain(host, domain string) bool {
 		host[len(host)-len(domain)-1] == '.' &&
 		host[len(host)-len(domain):] == domain
 }
+
+// Under reports whether the address's host is one of domains or a
+// subdomain of one: whether it belongs to an organisation's domains.
+func (a Address) Under(domains []string) bool { return underAny(a.Host, domains) }

@@ -64,7 +64,7 @@ func (p *Pipeline) WorkspaceStatus(ctx context.Context, id string) (WorkspaceSta
 		return WorkspaceStatus{}, err
 	}
 	st := WorkspaceStatus{Workspace: w, Connections: []ConnectionStatus{}}
-	rows, err := p.db.Query(ctx, `SELECT id, provider, account, status, coalesce(last_error, ''), created_at FROM connections WHERE workspace_id = $1 ORDER BY created_at`, w.ID)
+	rows, err := p.db.Query(ctx, `SELECT id, provider, account, status, coalesce(last_error, ''), created_at, coalesce(replaced_by::text, '') FROM connections WHERE workspace_id = $1 ORDER BY created_at`, w.ID)
 	if err != nil {
 		return st, err
 	}
@@ -116,7 +116,7 @@ func (p *Pipeline) AddConnection(ctx context.Context, ws string, in ConnectionIn
 	case "google":
 		return p.addGoogle(ctx, ws, in, tok)
 	case "hubspot":
-		return p.addHubSpot(ctx, ws, tok)
+		return p.addHubSpot(ctx, ws, in, tok)
 	}
 	return Connection{}, fmt.Errorf("provider %q: want google or hubspot: %w", in.Provider, ErrInvalid)
 }
@@ -125,6 +125,9 @@ func (p *Pipeline) addGoogle(ctx context.Context, ws string, in ConnectionInput,
 	addr, err := matching.ParseAddress(in.AccountEmail)
 	if err != nil {
 		return Connection{}, fmt.Errorf("account_email: %v: %w", err, ErrInvalid)
+	}
+	if err := p.checkCalendarAccount(ctx, ws, addr, in); err != nil {
+		return Connection{}, err
 	}
 	cals := in.CalendarIDs
 	if len(cals) == 0 {
@@ -155,7 +158,7 @@ func (p *Pipeline) addGoogle(ctx context.Context, ws string, in ConnectionInput,
 	return c, p.Resume(ctx, connID)
 }
 
-func (p *Pipeline) addHubSpot(ctx context.Context, ws string, tok *oauth2.Token) (Connection, error) {
+func (p *Pipeline) addHubSpot(ctx context.Context, ws string, in ConnectionInput, tok *oauth2.Token) (Connection, error) {
 	sink, err := p.cfg.Providers.CRM(ctx, "", oauth2.StaticTokenSource(tok))
 	if err != nil {
 		return Connection{}, err
@@ -165,11 +168,36 @@ func (p *Pipeline) addHubSpot(ctx context.Context, ws string, tok *oauth2.Token)
 	if err != nil {
 		return Connection{}, fmt.Errorf("prepare HubSpot portal: %w", err)
 	}
+	if in.ExpectAccount != "" && in.ExpectAccount != portal.ID {
+		return Connection{}, fmt.Errorf("this connect link is for HubSpot portal %s, not portal %s: %w", in.ExpectAccount, portal.ID, ErrForbidden)
+	}
+	// A workspace writes to one CRM portal. Another portal replaces it only
+	// when the admin says so.
+	var current, currentID string
+	err = p.db.QueryRow(ctx, `SELECT account, id FROM connections WHERE workspace_id = $1 AND provider = 'hubspot' AND status <> 'revoked' AND account <> $2
+		ORDER BY created_at DESC LIMIT 1`, ws, portal.ID).Scan(&current, &currentID)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Connection{}, fmt.Errorf("read CRM connection: %w", err)
+	}
+	if current != "" && !in.Replace {
+		return Connection{}, fmt.Errorf("workspace %s writes to HubSpot portal %s; connecting portal %s would replace it: an admin must ask for that explicitly (\"replace\": true): %w",
+			ws, current, portal.ID, ErrConflict)
+	}
 	connID, err := p.cfg.Vault.Put(ctx, ws, "hubspot", portal.ID, tok)
 	if err != nil {
 		return Connection{}, fmt.Errorf("store credentials: %w", err)
 	}
 	p.clients.Delete(connID)
+	if current != "" {
+		if _, err := p.db.Exec(ctx, `UPDATE connections SET status = 'revoked', replaced_by = $2, last_error = $3, updated_at = $4
+			WHERE workspace_id = $1 AND provider = 'hubspot' AND id <> $2 AND status <> 'revoked'`,
+			ws, connID, "replaced by HubSpot portal "+portal.ID+" at "+p.now().UTC().Format(time.RFC3339), p.now()); err != nil {
+			return Connection{}, fmt.Errorf("retire the replaced CRM connection: %w", err)
+		}
+		p.log.WarnContext(ctx, "CRM connection replaced by the admin", slog.String("workspace_id", ws),
+			slog.String("old_connection_id", currentID), slog.String("old_portal", current),
+			slog.String("connection_id", connID), slog.String("portal", portal.ID))
+	}
 	if _, err := p.db.Exec(ctx, `UPDATE connections SET crm_unique_key = $2 WHERE id = $1`, connID, portal.UniqueKey); err != nil {
 		return Connection{}, err
 	}
@@ -178,6 +206,28 @@ func (p *Pipeline) addHubSpot(ctx context.Context, ws string, tok *oauth2.Token)
 		return Connection{}, err
 	}
 	return Connection{ID: connID, Provider: "hubspot", Account: portal.ID, Status: "active"}, p.Resume(ctx, connID)
+}
+
+// checkCalendarAccount refuses a calendar account other than the one a
+// connect link was issued for, and one outside the workspace's internal
+// domains unless the admin allowed it: a stranger's calendar must not feed
+// a workspace's CRM.
+func (p *Pipeline) checkCalendarAccount(ctx context.Context, ws string, addr matching.Address, in ConnectionInput) error {
+	if in.ExpectAccount != "" && !strings.EqualFold(in.ExpectAccount, addr.Email) {
+		return fmt.Errorf("this connect link is for %s, not for the account that signed in: %w", in.ExpectAccount, ErrForbidden)
+	}
+	if in.AllowExternalAccount {
+		return nil
+	}
+	w, err := p.workspace(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if !addr.Under(w.InternalDomains) {
+		return fmt.Errorf("the account's domain %s is not one of the workspace's internal domains (%s); an admin may allow it with \"allow_external_account\": %w",
+			addr.Host, strings.Join(w.InternalDomains, ", "), ErrForbidden)
+	}
+	return nil
 }
 
 // Resume re-drives the work parked while a connection needed

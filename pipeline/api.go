@@ -15,6 +15,9 @@ var (
 	ErrInvalid = errors.New("invalid input")
 	// ErrConflict: the thing exists already or is in a state that forbids it.
 	ErrConflict = errors.New("conflict")
+	// ErrForbidden: the caller may not do this (an account outside the
+	// workspace's domains, a connect link used twice or expired).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Workspace is a customer team: its internal domains and name.
@@ -41,6 +44,9 @@ type ConnectionStatus struct {
 	Status    string    `json:"status"`
 	LastError string    `json:"last_error,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// ReplacedBy names the connection that replaced this one (a CRM portal
+	// replaced by the admin).
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // CalendarStatus is one calendar's sync status.
@@ -70,6 +76,41 @@ type ConnectionInput struct {
 	RefreshToken string    `json:"refresh_token"`
 	ExpiresAt    time.Time `json:"expires_at"`
 	CalendarIDs  []string  `json:"calendar_ids,omitempty"`
+	// AllowExternalAccount lets a calendar account outside the workspace's
+	// internal domains connect (an explicit admin decision).
+	AllowExternalAccount bool `json:"allow_external_account,omitempty"`
+	// Replace lets a different CRM portal replace the workspace's CRM
+	// connection (an explicit admin decision, logged and shown).
+	Replace bool `json:"replace,omitempty"`
+	// ExpectAccount is the account a connect link was issued for: the
+	// connection is refused when another one signed in. Set by the OAuth
+	// flow, never read from JSON.
+	ExpectAccount string `json:"-"`
+}
+
+// ConnectLinkInput asks for a connect link: a signed, single-use,
+// expiring link to a provider's OAuth consent for one workspace.
+type ConnectLinkInput struct {
+	Provider string `json:"provider"`
+	// Account, when set, is the only account that may connect through the
+	// link (an e-mail for a calendar, a portal id for HubSpot).
+	Account string `json:"account,omitempty"`
+	// AllowExternalAccount and Replace carry the admin's decisions of
+	// ConnectionInput into the flow.
+	AllowExternalAccount bool `json:"allow_external_account,omitempty"`
+	Replace              bool `json:"replace,omitempty"`
+}
+
+// ConnectLink is an issued connect link, as stored (the URL is signed by
+// the HTTP surface).
+type ConnectLink struct {
+	ID                   string
+	WorkspaceID          string
+	Provider             string
+	Account              string
+	AllowExternalAccount bool
+	Replace              bool
+	ExpiresAt            time.Time
 }
 
 // Connection is a created connection.

@@ -87,7 +87,7 @@ func (p *Pipeline) crmConnection(ctx context.Context, ws string) (connRow, error
 	var c connRow
 	var unique *bool
 	err := p.db.QueryRow(ctx, `SELECT id, account, status, crm_unique_key FROM connections
-		WHERE workspace_id = $1 AND provider = 'hubspot' ORDER BY (status = 'active') DESC, created_at DESC LIMIT 1`, ws).
+		WHERE workspace_id = $1 AND provider = 'hubspot' AND status <> 'revoked' ORDER BY (status = 'active') DESC, created_at DESC LIMIT 1`, ws).
 		Scan(&c.ID, &c.Account, &c.Status, &unique)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("workspace %s has no HubSpot connection: %w", ws, ErrNotFound)

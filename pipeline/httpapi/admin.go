@@ -47,6 +47,20 @@ func (s *Server) adminAuth(next http.Handler) http.Handler {
 	})
 }
 
+// isAdmin reports whether a request carries the admin token as a bearer
+// credential (outside the admin routes, which adminAuth guards).
+func (s *Server) isAdmin(r *http.Request) bool {
+	if s.cfg.AdminToken == "" {
+		return false
+	}
+	got, ok := adminCredential(r, false)
+	if !ok {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.AdminToken))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
 // adminCredential extracts the presented token.
 func adminCredential(r *http.Request, basicOK bool) (string, bool) {
 	h := r.Header.Get("Authorization")

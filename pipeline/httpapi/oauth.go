@@ -12,8 +12,10 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 
@@ -69,25 +71,52 @@ func (s *Server) oauthConfig(w http.ResponseWriter, r *http.Request) (string, *o
 }
 
 // oauthStart sends the browser to the provider's consent page with a
-// signed state bound to the workspace and a PKCE S256 challenge. The PKCE
-// verifier stays in this browser: an HttpOnly, SameSite=Lax cookie scoped to
-// /oauth/{provider}/ and named after the flow's nonce, so a code and state
-// leaked from the redirect cannot be redeemed from another browser.
+// signed state bound to the workspace and a PKCE S256 challenge. A flow
+// starts only from a connect link the admin API issued (signed, single
+// use, expiring, bound to the workspace and provider) or from an admin
+// (the bearer token): whoever knows a workspace id must not attach an
+// account to it. The PKCE verifier stays in this browser: an HttpOnly,
+// SameSite=Lax cookie scoped to /oauth/{provider}/ and named after the
+// flow's nonce, so a code and state leaked from the redirect cannot be
+// redeemed from another browser.
 func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 	provider, oc, ok := s.oauthConfig(w, r)
 	if !ok {
 		return
 	}
-	ws := r.URL.Query().Get("workspace")
-	if ws == "" {
-		writeError(w, http.StatusBadRequest, "invalid", "the workspace query parameter is required")
-		return
-	}
-	if _, err := s.svc.WorkspaceStatus(r.Context(), ws); err != nil {
-		s.fail(w, r, "oauth start", err)
+	q := r.URL.Query()
+	ws, token := q.Get("workspace"), q.Get("link")
+	if !cleanParam(ws) || !cleanParam(token) {
+		writeError(w, http.StatusBadRequest, "invalid", "the workspace and link query parameters must be printable text")
 		return
 	}
 	st := oauthState{Workspace: ws, Provider: provider, Expires: s.clock().Add(stateTTL).Unix(), Nonce: randomToken(16)}
+	switch {
+	case token != "":
+		link, err := s.useConnectLink(r.Context(), token, provider)
+		if err != nil {
+			s.fail(w, r, "oauth start", err)
+			return
+		}
+		if ws != "" && ws != link.WorkspaceID {
+			writeError(w, http.StatusForbidden, "forbidden", "this connect link is for another workspace")
+			return
+		}
+		st.Workspace, st.Account, st.AllowExternal, st.Replace = link.WorkspaceID, link.Account, link.AllowExternalAccount, link.Replace
+	case s.isAdmin(r):
+		if ws == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "the workspace query parameter is required")
+			return
+		}
+		if _, err := s.svc.WorkspaceStatus(r.Context(), ws); err != nil {
+			s.fail(w, r, "oauth start", err)
+			return
+		}
+	default:
+		writeError(w, http.StatusUnauthorized, "unauthorized",
+			"an OAuth connection starts from a connect link: ask your admin for one (POST /admin/workspaces/{ws}/connect-links)")
+		return
+	}
 	state := s.signState(st)
 	verifier := oauth2.GenerateVerifier()
 	http.SetCookie(w, &http.Cookie{
@@ -103,11 +132,91 @@ func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 	if provider == providerGoogle {
 		// A refresh token every time, even when the user consented before.
 		opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
+		if st.Account != "" {
+			opts = append(opts, oauth2.SetAuthURLParam("login_hint", st.Account))
+		}
 	}
 	s.log.InfoContext(r.Context(), "oauth flow started", slog.String("request_id", RequestID(r.Context())),
-		slog.String("workspace_id", ws), slog.String("provider", provider))
+		slog.String("workspace_id", st.Workspace), slog.String("provider", provider))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusFound)
+}
+
+// connectLinkResponse is the answer to POST .../connect-links.
+type connectLinkResponse struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	Provider  string    `json:"provider"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// createConnectLink issues a connect link: the URL of the OAuth start with
+// the link's signed id.
+func (s *Server) createConnectLink(w http.ResponseWriter, r *http.Request) {
+	var in pipeline.ConnectLinkInput
+	if err := s.decode(w, r, &in); err != nil {
+		bodyError(w, err)
+		return
+	}
+	if in.Provider == "" {
+		writeError(w, http.StatusBadRequest, "invalid", `"provider" is required: google, microsoft, calendly or hubspot`)
+		return
+	}
+	ws := r.PathValue("ws")
+	l, err := s.svc.CreateConnectLink(r.Context(), ws, in)
+	if err != nil {
+		s.fail(w, r, "create connect link", err)
+		return
+	}
+	token := s.sign(purposeLink, linkClaims{ID: l.ID, Workspace: l.WorkspaceID, Provider: l.Provider, Expires: l.ExpiresAt.Unix()})
+	u := s.cfg.PublicURL + "/oauth/" + l.Provider + "/start?" + url.Values{"workspace": {ws}, "link": {token}}.Encode()
+	s.log.InfoContext(r.Context(), "connect link issued", slog.String("request_id", RequestID(r.Context())),
+		slog.String("workspace_id", ws), slog.String("provider", l.Provider), slog.String("link_id", l.ID))
+	writeJSON(w, http.StatusCreated, connectLinkResponse{ID: l.ID, URL: u, Provider: l.Provider, ExpiresAt: l.ExpiresAt})
+}
+
+// linkClaims is what a connect link's token carries, signed.
+type linkClaims struct {
+	ID        string `json:"i"`
+	Workspace string `json:"w"`
+	Provider  string `json:"p"`
+	Expires   int64  `json:"e"`
+}
+
+var errBadLink = fmt.Errorf("this connect link is not valid; ask your admin for a new one: %w", pipeline.ErrForbidden)
+
+// useConnectLink checks a link token's signature, provider and expiry, then
+// marks the link used (once).
+func (s *Server) useConnectLink(ctx context.Context, token, provider string) (pipeline.ConnectLink, error) {
+	var c linkClaims
+	if !s.verify(purposeLink, token, &c) || c.ID == "" || c.Provider != provider {
+		return pipeline.ConnectLink{}, errBadLink
+	}
+	if !s.clock().Before(time.Unix(c.Expires, 0)) {
+		return pipeline.ConnectLink{}, fmt.Errorf("this connect link has expired; ask your admin for a new one: %w", pipeline.ErrForbidden)
+	}
+	l, err := s.svc.UseConnectLink(ctx, c.ID)
+	if err != nil {
+		return l, err
+	}
+	if l.WorkspaceID != c.Workspace || l.Provider != provider {
+		return pipeline.ConnectLink{}, errBadLink
+	}
+	return l, nil
+}
+
+// cleanParam reports whether a query parameter is short printable text:
+// no NUL, no control characters, valid UTF-8.
+func cleanParam(v string) bool {
+	if len(v) > 2048 || !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // oauthCallback checks the state, exchanges the code with the PKCE
@@ -163,10 +272,13 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := pipeline.ConnectionInput{
-		Provider:     provider,
-		AccessToken:  tok.AccessToken,
-		RefreshToken: tok.RefreshToken,
-		ExpiresAt:    tok.Expiry,
+		Provider:             provider,
+		AccessToken:          tok.AccessToken,
+		RefreshToken:         tok.RefreshToken,
+		ExpiresAt:            tok.Expiry,
+		ExpectAccount:        st.Account,
+		AllowExternalAccount: st.AllowExternal,
+		Replace:              st.Replace,
 	}
 	if provider == providerGoogle {
 		email, err := idTokenEmail(tok)
@@ -218,47 +330,62 @@ func wantsJSON(r *http.Request) bool {
 	return strings.Contains(a, "application/json") && !strings.Contains(a, "text/html")
 }
 
-// oauthState is what the state parameter carries, signed.
+// oauthState is what the state parameter carries, signed: the workspace
+// and provider, and what the connect link that started the flow allows.
 type oauthState struct {
-	Workspace string `json:"w"`
-	Provider  string `json:"p"`
-	Expires   int64  `json:"e"`
-	Nonce     string `json:"n"`
+	Workspace     string `json:"w"`
+	Provider      string `json:"p"`
+	Expires       int64  `json:"e"`
+	Nonce         string `json:"n"`
+	Account       string `json:"a,omitempty"`
+	AllowExternal bool   `json:"x,omitempty"`
+	Replace       bool   `json:"r,omitempty"`
 }
 
-// signState returns base64url(JSON) "." base64url(HMAC-SHA256).
-func (s *Server) signState(st oauthState) string {
-	payload, _ := json.Marshal(st)
+// Purposes of signed tokens: a token signed for one is never valid for the
+// other.
+const (
+	purposeState = "rapport oauth state v1"
+	purposeLink  = "rapport connect link v1"
+)
+
+// sign returns base64url(JSON) "." base64url(HMAC-SHA256(purpose, JSON)).
+func (s *Server) sign(purpose string, v any) string {
+	payload, _ := json.Marshal(v)
 	p := base64.RawURLEncoding.EncodeToString(payload)
-	return p + "." + base64.RawURLEncoding.EncodeToString(s.stateMAC(p))
+	return p + "." + base64.RawURLEncoding.EncodeToString(s.mac(purpose, p))
 }
 
-func (s *Server) stateMAC(payload string) []byte {
+func (s *Server) mac(purpose, payload string) []byte {
 	m := hmac.New(sha256.New, s.cfg.StateKey)
-	m.Write([]byte("rapport oauth state v1\x00"))
+	m.Write([]byte(purpose + "\x00"))
 	m.Write([]byte(payload))
 	return m.Sum(nil)
 }
+
+// verify checks a signed token and decodes its payload into v.
+func (s *Server) verify(purpose, token string, v any) bool {
+	p, sig, ok := strings.Cut(token, ".")
+	if !ok || p == "" || len(token) > 1024 {
+		return false
+	}
+	// Strict: a non-canonical encoding of the same bytes is a different token.
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+	if err != nil || !hmac.Equal(mac, s.mac(purpose, p)) {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(p)
+	return err == nil && json.Unmarshal(payload, v) == nil
+}
+
+func (s *Server) signState(st oauthState) string { return s.sign(purposeState, st) }
 
 var errBadState = errors.New("the OAuth state is invalid")
 
 // verifyState checks the state's signature, provider and expiry.
 func (s *Server) verifyState(state, provider string) (oauthState, error) {
-	p, sig, ok := strings.Cut(state, ".")
-	if !ok || p == "" || len(state) > 1024 {
-		return oauthState{}, errBadState
-	}
-	// Strict: a non-canonical encoding of the same bytes is a different state.
-	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if err != nil || !hmac.Equal(mac, s.stateMAC(p)) {
-		return oauthState{}, errBadState
-	}
-	payload, err := base64.RawURLEncoding.Strict().DecodeString(p)
-	if err != nil {
-		return oauthState{}, errBadState
-	}
 	var st oauthState
-	if err := json.Unmarshal(payload, &st); err != nil || st.Workspace == "" || !validNonce(st.Nonce) {
+	if !s.verify(purposeState, state, &st) || st.Workspace == "" || !validNonce(st.Nonce) {
 		return oauthState{}, errBadState
 	}
 	if st.Provider != provider {

@@ -137,11 +137,31 @@ func (o *oauthEnv) get(c *http.Client, target string) (*http.Response, string) {
 	return resp, b.String()
 }
 
-// start begins a flow without following the redirect and returns the
-// provider's authorize URL.
+// link asks the admin API for a connect link and returns its URL.
+func (o *oauthEnv) link(provider, extra string) string {
+	o.t.Helper()
+	w := o.admin("POST", "/admin/workspaces/ws-1/connect-links", `{"provider":"`+provider+`"`+extra+`}`)
+	if w.Code != http.StatusCreated {
+		o.t.Fatalf("connect link: %d %s", w.Code, w.Body)
+	}
+	var l struct {
+		URL       string    `json:"url"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || l.ExpiresAt.IsZero() {
+		o.t.Fatalf("connect link answer %s: %v", w.Body, err)
+	}
+	if !strings.HasPrefix(l.URL, o.srv.URL+"/oauth/"+provider+"/start?") {
+		o.t.Fatalf("connect link URL %s", l.URL)
+	}
+	return l.URL
+}
+
+// start begins a flow from a fresh connect link without following the
+// redirect and returns the provider's authorize URL.
 func (o *oauthEnv) start(provider string) *url.URL {
 	o.t.Helper()
-	resp, body := o.get(o.noFollow, o.srv.URL+"/oauth/"+provider+"/start?workspace=ws-1")
+	resp, body := o.get(o.noFollow, o.link(provider, ""))
 	if resp.StatusCode != http.StatusFound {
 		o.t.Fatalf("start: %d %s", resp.StatusCode, body)
 	}
@@ -162,7 +182,7 @@ func TestOAuthRoundTrip(t *testing.T) {
 			if provider == "hubspot" {
 				fake = o.hubspot
 			}
-			resp, body := o.get(o.client, o.srv.URL+"/oauth/"+provider+"/start?workspace=ws-1")
+			resp, body := o.get(o.client, o.link(provider, ""))
 			if resp.StatusCode != 200 || !strings.Contains(body, "Connected") {
 				t.Fatalf("flow ended with %d: %s", resp.StatusCode, body)
 			}
@@ -236,7 +256,7 @@ func TestOAuthRoundTrip(t *testing.T) {
 func TestOAuthStartCookie(t *testing.T) {
 	t.Parallel()
 	o := newOAuthEnv(t)
-	resp, _ := o.get(o.noFollow, o.srv.URL+"/oauth/google/start?workspace=ws-1")
+	resp, _ := o.get(o.noFollow, o.link("google", ""))
 	var pkce *http.Cookie
 	for _, c := range resp.Cookies() {
 		if strings.HasPrefix(c.Name, pkceCookie) {
@@ -385,13 +405,21 @@ func TestOAuthStartRejects(t *testing.T) {
 		status int
 		code   string
 	}{
-		"/oauth/google/start":                   {400, "invalid"},
-		"/oauth/google/start?workspace=nope":    {404, "not_found"},
-		"/oauth/microsoft/start?workspace=ws-1": {404, "unknown_provider"},
-		"/oauth/microsoft/callback?code=x":      {404, "unknown_provider"},
+		"/oauth/google/start":                           {401, "unauthorized"},
+		"/oauth/google/start?workspace=ws-1":            {401, "unauthorized"},
+		"/oauth/google/start?workspace=nope":            {401, "unauthorized"},
+		"/oauth/google/start?workspace=ws-1&link=forged": {403, "forbidden"},
+		"/oauth/google/start?workspace=ws%00-1":         {400, "invalid"},
+		"/oauth/google/start?workspace=%ff%fe":          {400, "invalid"},
+		"/oauth/google/start?link=a%00b":                {400, "invalid"},
+		"/oauth/nowhere/start?workspace=ws-1":           {404, "unknown_provider"},
+		"/oauth/nowhere/callback?code=x":                {404, "unknown_provider"},
 	} {
 		resp, body := o.get(o.noFollow, o.srv.URL+target)
 		checkError(t, resp.StatusCode, body, want.status, want.code)
+		if strings.Contains(resp.Header.Get("Location"), "authorize") {
+			t.Errorf("%s redirected to the provider", target)
+		}
 	}
 
 	none := newEnv(t) // no OAuth clients configured
@@ -401,6 +429,77 @@ func TestOAuthStartRejects(t *testing.T) {
 		if !strings.Contains(w.Body.String(), "CLIENT_ID") {
 			t.Errorf("503 does not say what to set: %s", w.Body)
 		}
+	}
+}
+
+// TestOAuthStartNeedsLinkOrAdmin: a flow starts from a connect link, once,
+// for the provider and workspace it was issued for; or from the admin.
+// Nobody else can attach an account to a workspace.
+func TestOAuthStartNeedsLinkOrAdmin(t *testing.T) {
+	t.Parallel()
+	o := newOAuthEnv(t)
+	link := o.link("hubspot", "")
+	if resp, body := o.get(o.noFollow, link); resp.StatusCode != http.StatusFound {
+		t.Fatalf("first use: %d %s", resp.StatusCode, body)
+	}
+	resp, body := o.get(o.noFollow, link)
+	checkError(t, resp.StatusCode, body, 403, "forbidden")
+
+	// A google link does not start a hubspot flow.
+	g := o.link("google", "")
+	resp, body = o.get(o.noFollow, strings.Replace(g, "/oauth/google/", "/oauth/hubspot/", 1))
+	checkError(t, resp.StatusCode, body, 403, "forbidden")
+	// Nor does a link for another workspace.
+	resp, body = o.get(o.noFollow, strings.Replace(o.link("google", ""), "workspace=ws-1", "workspace=ws-2", 1))
+	checkError(t, resp.StatusCode, body, 403, "forbidden")
+
+	// The admin starts a flow with the bearer token.
+	req, _ := http.NewRequest("GET", o.srv.URL+"/oauth/google/start?workspace=ws-1", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	r2, err := o.noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusFound {
+		t.Errorf("admin start: %d", r2.StatusCode)
+	}
+	req.Header.Set("Authorization", "Bearer wrong-token")
+	r3, err := o.noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3.Body.Close()
+	if r3.StatusCode != http.StatusUnauthorized {
+		t.Errorf("start with a wrong token: %d", r3.StatusCode)
+	}
+}
+
+// TestOAuthLinkCarriesDecisions: what the admin decided when issuing the
+// link (expected account, external accounts, replacing the CRM portal)
+// reaches the connection the flow adds.
+func TestOAuthLinkCarriesDecisions(t *testing.T) {
+	t.Parallel()
+	o := newOAuthEnv(t)
+	resp, body := o.get(o.client, o.link("google", `,"account":"rep@northwind.test","allow_external_account":true`))
+	if resp.StatusCode != 200 {
+		t.Fatalf("flow: %d %s", resp.StatusCode, body)
+	}
+	resp, body = o.get(o.client, o.link("hubspot", `,"replace":true`))
+	if resp.StatusCode != 200 {
+		t.Fatalf("flow: %d %s", resp.StatusCode, body)
+	}
+	o.svc.mu.Lock()
+	defer o.svc.mu.Unlock()
+	if len(o.svc.added) != 2 {
+		t.Fatalf("%d connections added", len(o.svc.added))
+	}
+	g, h := o.svc.added[0].in, o.svc.added[1].in
+	if g.ExpectAccount != "rep@northwind.test" || !g.AllowExternalAccount || g.Replace {
+		t.Errorf("google input %+v", g)
+	}
+	if !h.Replace || h.ExpectAccount != "" || h.AllowExternalAccount {
+		t.Errorf("hubspot input %+v", h)
 	}
 }
 

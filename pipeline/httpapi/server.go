@@ -40,6 +40,10 @@ type Service interface {
 	Meeting(ctx context.Context, workspaceID, key string) (pipeline.MeetingDetail, error)
 	DeadLetters(ctx context.Context, p pipeline.Page) ([]pipeline.DeadLetter, string, error)
 	RetryDeadLetter(ctx context.Context, id int64) error
+	// CreateConnectLink records a connect link; UseConnectLink marks one
+	// used (pipeline.ErrForbidden when used already or expired).
+	CreateConnectLink(ctx context.Context, workspaceID string, in pipeline.ConnectLinkInput) (pipeline.ConnectLink, error)
+	UseConnectLink(ctx context.Context, id string) (pipeline.ConnectLink, error)
 	// GoogleNotification verifies a parsed notification against the stored
 	// channel (unknown channel → pipeline.ErrNotFound, token mismatch →
 	// pipeline.ErrInvalid) and, for a change, marks the calendar dirty and
@@ -219,6 +223,7 @@ func (s *Server) routes() http.Handler {
 	admin.HandleFunc("POST /admin/workspaces", s.createWorkspace)
 	admin.HandleFunc("GET /admin/workspaces/{ws}", s.workspaceStatus)
 	admin.HandleFunc("POST /admin/workspaces/{ws}/connections", s.addConnection)
+	admin.HandleFunc("POST /admin/workspaces/{ws}/connect-links", s.createConnectLink)
 	admin.HandleFunc("GET /admin/workspaces/{ws}/calendars", s.calendars)
 	admin.HandleFunc("POST /admin/workspaces/{ws}/calendars/{id}/sync", s.requestSync)
 	admin.HandleFunc("GET /admin/workspaces/{ws}/meetings", s.meetings)
@@ -454,6 +459,8 @@ func statusOf(err error) (status int, code string) {
 		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, pipeline.ErrConflict):
 		return http.StatusConflict, "conflict"
+	case errors.Is(err, pipeline.ErrForbidden):
+		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "timeout"
 	}

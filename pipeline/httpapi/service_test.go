@@ -43,6 +43,12 @@ type fakeService struct {
 	enqueued    []string // calendars whose sync a notification enqueued
 	crmChanged  []string
 	readyErr    error
+	links       map[string]*fakeLink
+}
+
+type fakeLink struct {
+	pipeline.ConnectLink
+	used bool
 }
 
 var _ Service = (*fakeService)(nil)
@@ -66,6 +72,7 @@ func newFakeService() *fakeService {
 			"ws-1": {{ID: "cal-1", ConnectionID: "conn-1", CalendarID: "primary", Status: "active"}},
 		},
 		runs:     map[string]pipeline.ReconcileReport{},
+		links:    map[string]*fakeLink{},
 		meetings: map[string][]pipeline.MeetingEntry{},
 		retried:  map[int64]bool{},
 		channels: map[string]fakeChannel{
@@ -115,6 +122,35 @@ func (f *fakeService) CreateWorkspace(ctx context.Context, name string, internal
 	ws := pipeline.Workspace{ID: fmt.Sprintf("ws-new-%d", f.nextID), Name: name, InternalDomains: internal, CreatedAt: time.Now().UTC()}
 	f.workspaces[ws.ID] = ws
 	return ws, nil
+}
+
+func (f *fakeService) CreateConnectLink(ctx context.Context, ws string, in pipeline.ConnectLinkInput) (pipeline.ConnectLink, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.workspace(ws); err != nil {
+		return pipeline.ConnectLink{}, err
+	}
+	switch in.Provider {
+	case "google", "hubspot", "microsoft", "calendly":
+	default:
+		return pipeline.ConnectLink{}, fmt.Errorf("provider %q: %w", in.Provider, pipeline.ErrInvalid)
+	}
+	f.nextID++
+	l := pipeline.ConnectLink{ID: fmt.Sprintf("link-%d", f.nextID), WorkspaceID: ws, Provider: in.Provider, Account: in.Account,
+		AllowExternalAccount: in.AllowExternalAccount, Replace: in.Replace, ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Second)}
+	f.links[l.ID] = &fakeLink{ConnectLink: l}
+	return l, nil
+}
+
+func (f *fakeService) UseConnectLink(ctx context.Context, id string) (pipeline.ConnectLink, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l := f.links[id]
+	if l == nil || l.used {
+		return pipeline.ConnectLink{}, fmt.Errorf("link used or expired: %w", pipeline.ErrForbidden)
+	}
+	l.used = true
+	return l.ConnectLink, nil
 }
 
 func (f *fakeService) WorkspaceStatus(ctx context.Context, id string) (pipeline.WorkspaceStatus, error) {
