@@ -405,15 +405,15 @@ func TestOAuthStartRejects(t *testing.T) {
 		status int
 		code   string
 	}{
-		"/oauth/google/start":                           {401, "unauthorized"},
-		"/oauth/google/start?workspace=ws-1":            {401, "unauthorized"},
-		"/oauth/google/start?workspace=nope":            {401, "unauthorized"},
+		"/oauth/google/start":                            {401, "unauthorized"},
+		"/oauth/google/start?workspace=ws-1":             {401, "unauthorized"},
+		"/oauth/google/start?workspace=nope":             {401, "unauthorized"},
 		"/oauth/google/start?workspace=ws-1&link=forged": {403, "forbidden"},
-		"/oauth/google/start?workspace=ws%00-1":         {400, "invalid"},
-		"/oauth/google/start?workspace=%ff%fe":          {400, "invalid"},
-		"/oauth/google/start?link=a%00b":                {400, "invalid"},
-		"/oauth/nowhere/start?workspace=ws-1":           {404, "unknown_provider"},
-		"/oauth/nowhere/callback?code=x":                {404, "unknown_provider"},
+		"/oauth/google/start?workspace=ws%00-1":          {400, "invalid"},
+		"/oauth/google/start?workspace=%ff%fe":           {400, "invalid"},
+		"/oauth/google/start?link=a%00b":                 {400, "invalid"},
+		"/oauth/nowhere/start?workspace=ws-1":            {404, "unknown_provider"},
+		"/oauth/nowhere/callback?code=x":                 {404, "unknown_provider"},
 	} {
 		resp, body := o.get(o.noFollow, o.srv.URL+target)
 		checkError(t, resp.StatusCode, body, want.status, want.code)
