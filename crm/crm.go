@@ -3,6 +3,10 @@ package crm
 import (
 	"context"
 	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/rapportsync/rapport/internal/provider"
 )
 
 // Meeting property names Rapport writes (HubSpot's names; they are the
@@ -138,4 +142,24 @@ type Sink interface {
 	// batches.
 	AddAssociations(ctx context.Context, changes []AssociationChange) error
 	RemoveAssociations(ctx context.Context, changes []AssociationChange) error
+}
+
+// Conn is what a CRM provider needs to open a Sink for one connection.
+type Conn struct {
+	// ID is the connection's id.
+	ID string
+	// Account is the portal id; empty before the portal is known (a new
+	// connection, whose Prepare tells it).
+	Account string
+	Tokens  oauth2.TokenSource
+	// Limiter paces requests; shared by every process.
+	Limiter provider.Limiter
+}
+
+// Provider is one CRM, found by name in the pipeline's registry.
+type Provider interface {
+	// Name is the provider's name as connections spell it: "hubspot".
+	Name() string
+	// Open returns the Sink of a connection.
+	Open(ctx context.Context, c Conn) (Sink, error)
 }

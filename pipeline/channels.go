@@ -40,7 +40,7 @@ func (p *Pipeline) openChannel(ctx context.Context, calID string) error {
 	if err != nil {
 		return err
 	}
-	ch, err := src.Watch(ctx, cal.CalendarID, p.webhookAddress())
+	ch, err := src.(calendar.Watcher).Watch(ctx, calendar.WatchRequest{CalendarID: cal.CalendarID, Address: p.webhookAddress()})
 	p.metrics.googleCalls.WithLabelValues("events.watch", classLabel(err)).Inc()
 	if err != nil {
 		return fmt.Errorf("watch calendar %s: %w", cal.ID, err)
@@ -51,7 +51,7 @@ func (p *Pipeline) openChannel(ctx context.Context, calID string) error {
 		return fmt.Errorf("store channel of %s: %w", cal.ID, err)
 	}
 	if cal.ChannelID != "" {
-		err := src.StopWatch(ctx, calendar.Channel{ID: cal.ChannelID, ResourceID: cal.ChannelResourceID})
+		err := src.(calendar.Watcher).StopWatch(ctx, calendar.Channel{ID: cal.ChannelID, ResourceID: cal.ChannelResourceID})
 		p.metrics.googleCalls.WithLabelValues("channels.stop", classLabel(err)).Inc()
 		if err != nil {
 			// The old channel expires by itself; its notifications now

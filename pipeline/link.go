@@ -54,7 +54,7 @@ func (p *Pipeline) handleLink(ctx context.Context, t *asynq.Task) error {
 		if linked[l.EventID] == l.CRMID {
 			continue
 		}
-		err := src.PatchPrivate(ctx, cal.CalendarID, l.EventID, map[string]string{
+		err := src.(calendar.Linker).PatchPrivate(ctx, cal.CalendarID, l.EventID, map[string]string{
 			calendar.PropMeetingID: l.CRMID,
 			calendar.PropKey:       l.Key,
 		})

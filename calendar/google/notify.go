@@ -13,9 +13,9 @@ import (
 
 // Errors of push notification handling.
 var (
-	// ErrMalformedNotification wraps every shape error of ParseNotification:
-	// answer 400 and do not sync.
-	ErrMalformedNotification = errors.New("google: malformed push notification")
+	// ErrMalformedNotification wraps every shape error of ParseNotification
+	// (and is calendar.ErrMalformed): answer 400 and do not sync.
+	ErrMalformedNotification = fmt.Errorf("google push notification: %w", calendar.ErrMalformed)
 	// ErrUnknownChannel: no stored channel matches the notification's channel
 	// and resource ids. Answer 200 and ignore it; stop the channel if it
 	// keeps coming.
@@ -45,11 +45,16 @@ const (
 // Parser parses Google push notifications.
 type Parser struct{}
 
-var _ calendar.NotificationParser = Parser{}
+var _ calendar.WebhookParser = Parser{}
 
-// ParseNotification implements calendar.NotificationParser.
-func (Parser) ParseNotification(h http.Header, body []byte) (calendar.Notification, error) {
-	return ParseNotification(h, body)
+// ParseWebhook implements calendar.WebhookParser: a Google notification is
+// one request's headers.
+func (Parser) ParseWebhook(req calendar.WebhookRequest) (*calendar.Reply, []calendar.Notification, error) {
+	n, err := ParseNotification(req.Header, req.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nil, []calendar.Notification{n}, nil
 }
 
 // ParseNotification reads a Google push notification from its headers

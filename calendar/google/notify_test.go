@@ -47,7 +47,7 @@ func TestWatchAndNotifications(t *testing.T) {
 	hook := httptest.NewServer(rcv)
 	defer hook.Close()
 
-	ch, err := e.src.Watch(ctx, alice, hook.URL+"/webhooks/google")
+	ch, err := e.src.Watch(ctx, calendar.WatchRequest{CalendarID: alice, Address: hook.URL + "/webhooks/google"})
 	check(t, err)
 	if len(ch.ID) != 32 || len(ch.Token) != 43 || ch.ResourceID == "" {
 		t.Fatalf("channel %+v", ch)
@@ -146,9 +146,14 @@ func TestParseNotification(t *testing.T) {
 	if d := cmp.Diff(want, n); d != "" {
 		t.Fatalf("(-want +got):\n%s", d)
 	}
-	var p calendar.NotificationParser = google.Parser{}
-	if n2, err := p.ParseNotification(validHeaders(), nil); err != nil || n2 != n {
-		t.Fatalf("Parser: %+v %v", n2, err)
+	var p calendar.WebhookParser = google.Parser{}
+	if reply, ns, err := p.ParseWebhook(calendar.WebhookRequest{Header: validHeaders()}); err != nil || reply != nil || len(ns) != 1 || !cmp.Equal(ns[0], n) {
+		t.Fatalf("Parser: %+v %v %v", ns, reply, err)
+	}
+	h := validHeaders()
+	h.Del("X-Goog-Channel-ID")
+	if _, _, err := p.ParseWebhook(calendar.WebhookRequest{Header: h}); !errors.Is(err, calendar.ErrMalformed) {
+		t.Fatalf("malformed: %v, want calendar.ErrMalformed", err)
 	}
 
 	ok := []struct {

@@ -222,7 +222,8 @@ func (s *Source) List(ctx context.Context, req calendar.ListRequest) (calendar.P
 // Watch opens a push channel for a calendar's events that delivers to
 // address (HTTPS for Google). The returned Channel holds the token in clear,
 // once; store calendar.HashToken(ch.Token) only.
-func (s *Source) Watch(ctx context.Context, calendarID, address string) (calendar.Channel, error) {
+func (s *Source) Watch(ctx context.Context, req calendar.WatchRequest) (calendar.Channel, error) {
+	calendarID, address := req.CalendarID, req.Address
 	fail := func(class calendar.Class, err error) (calendar.Channel, error) {
 		return calendar.Channel{}, &calendar.Error{Class: class, Op: opWatch, Err: err}
 	}
