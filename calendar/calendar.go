@@ -116,7 +116,9 @@ type Booking struct {
 	Answers []Answer
 	// UTM holds the booking's tracking parameters (utm_source, …).
 	UTM map[string]string
-	// Rescheduled marks a booking that replaced an earlier one.
+	// Rescheduled marks the copy of a booking cancelled because it was
+	// moved to a new booking: this copy is gone, the meeting lives on in
+	// the new one. A plain cancellation leaves it false.
 	Rescheduled bool
 	// CalendarEventKind and CalendarEventID name the event the booking put
 	// on the host's calendar (Calendly's calendar_event: kind google,

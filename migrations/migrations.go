@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -122,4 +124,40 @@ func PendingPool(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	return Pending(ctx, db)
+}
+
+// WithDatabase swaps the database of a postgres URL or key=value DSN.
+func WithDatabase(dsn, name string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			u.Path = "/" + name
+			return u.String()
+		}
+	}
+	return dsn + " dbname=" + name
+}
+
+// DropDatabase drops database name (and ends its sessions) on the server
+// of dsn, connecting to the server's maintenance database to do so.
+func DropDatabase(ctx context.Context, dsn, name string) error {
+	cfg, err := parseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for _, maint := range []string{"postgres", "template1"} {
+		admin := cfg.Copy()
+		admin.Database = maint
+		conn, err := pgx.ConnectConfig(ctx, admin)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("connect to PostgreSQL: %w", lastErr)
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,13 +12,25 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/oauth2"
 
+	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/matching"
 	"github.com/rapportsync/rapport/migrations"
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/pipeline/plan"
 )
+
+// This file is the admin API's side of the pipeline: workspaces,
+// connections, status, meetings, dead letters, reconciliation.
+
+// notFound translates the ledger's not-found into the API's.
+func notFound(err error) error {
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("%s: %w", strings.TrimSuffix(err.Error(), ": "+ledger.ErrNotFound.Error()), ErrNotFound)
+	}
+	return err
+}
 
 // CreateWorkspace creates a workspace with its internal domains.
 func (p *Pipeline) CreateWorkspace(ctx context.Context, name string, internal []string) (Workspace, error) {
@@ -36,24 +49,12 @@ func (p *Pipeline) CreateWorkspace(ctx context.Context, name string, internal []
 	if len(domains) == 0 {
 		return Workspace{}, fmt.Errorf("at least one internal domain is required: %w", ErrInvalid)
 	}
-	w := Workspace{Name: name, InternalDomains: domains}
-	err := p.db.QueryRow(ctx, `INSERT INTO workspaces (name, internal_domains) VALUES ($1, $2) RETURNING id, created_at`, name, domains).Scan(&w.ID, &w.CreatedAt)
-	if err != nil {
-		return Workspace{}, fmt.Errorf("create workspace: %w", err)
-	}
-	return w, nil
+	return p.ledger.CreateWorkspace(ctx, name, domains)
 }
 
 func (p *Pipeline) workspace(ctx context.Context, id string) (Workspace, error) {
-	var w Workspace
-	err := p.db.QueryRow(ctx, `SELECT id, name, internal_domains, created_at FROM workspaces WHERE id::text = $1`, id).Scan(&w.ID, &w.Name, &w.InternalDomains, &w.CreatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return w, fmt.Errorf("workspace %q: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return w, fmt.Errorf("read workspace: %w", err)
-	}
-	return w, nil
+	w, err := p.ledger.Workspace(ctx, id)
+	return w, notFound(err)
 }
 
 // WorkspaceStatus returns a workspace with its connections, calendars and
@@ -63,24 +64,15 @@ func (p *Pipeline) WorkspaceStatus(ctx context.Context, id string) (WorkspaceSta
 	if err != nil {
 		return WorkspaceStatus{}, err
 	}
-	st := WorkspaceStatus{Workspace: w, Connections: []ConnectionStatus{}}
-	rows, err := p.db.Query(ctx, `SELECT id, provider, account, status, coalesce(last_error, ''), created_at, coalesce(replaced_by::text, '') FROM connections WHERE workspace_id = $1 ORDER BY created_at`, w.ID)
-	if err != nil {
+	st := WorkspaceStatus{Workspace: w}
+	if st.Connections, err = p.ledger.Connections(ctx, w.ID); err != nil {
 		return st, err
 	}
-	st.Connections, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ConnectionStatus])
-	if err != nil {
+	if st.Calendars, err = p.ledger.Calendars(ctx, w.ID); err != nil {
 		return st, err
 	}
-	if st.Calendars, err = p.Calendars(ctx, w.ID); err != nil {
-		return st, err
-	}
-	err = p.db.QueryRow(ctx, `SELECT companies, free_mail_skipped, loaded_at FROM crm_index_state WHERE workspace_id = $1`, w.ID).
-		Scan(&st.Index.Companies, &st.Index.FreeMailSkipped, &st.Index.LoadedAt)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return st, err
-	}
-	return st, nil
+	st.Index, err = p.ledger.IndexStatus(ctx, w.ID)
+	return st, err
 }
 
 // Calendars lists a workspace's calendars with their sync status.
@@ -88,21 +80,12 @@ func (p *Pipeline) Calendars(ctx context.Context, ws string) ([]CalendarStatus, 
 	if _, err := p.workspace(ctx, ws); err != nil {
 		return nil, err
 	}
-	rows, err := p.db.Query(ctx, `SELECT id, connection_id, calendar_id, status, last_synced_at, channel_expires_at, coalesce(last_error, '')
-		FROM calendars WHERE workspace_id = $1 ORDER BY created_at, id`, ws)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CalendarStatus])
-	if cs == nil {
-		cs = []CalendarStatus{}
-	}
-	return cs, err
+	return p.ledger.Calendars(ctx, ws)
 }
 
-// AddConnection imports credentials. A Google connection registers its
-// calendars, opens a watch channel for each and starts the initial sync; a
-// HubSpot connection prepares the portal and loads the company index.
+// AddConnection imports credentials. A calendar connection registers its
+// calendars, opens a push channel for each and starts the initial sync; a
+// CRM connection prepares the portal and loads the company index.
 // Connecting an account again re-authorises it and resumes its parked work.
 func (p *Pipeline) AddConnection(ctx context.Context, ws string, in ConnectionInput) (Connection, error) {
 	if _, err := p.workspace(ctx, ws); err != nil {
@@ -112,16 +95,16 @@ func (p *Pipeline) AddConnection(ctx context.Context, ws string, in ConnectionIn
 		return Connection{}, fmt.Errorf("access_token or refresh_token is required: %w", ErrInvalid)
 	}
 	tok := &oauth2.Token{AccessToken: in.AccessToken, RefreshToken: in.RefreshToken, TokenType: "Bearer", Expiry: in.ExpiresAt}
-	switch in.Provider {
-	case "google":
-		return p.addGoogle(ctx, ws, in, tok)
-	case "hubspot":
-		return p.addHubSpot(ctx, ws, in, tok)
+	if _, ok := p.cfg.Providers.Calendar(in.Provider); ok {
+		return p.addCalendars(ctx, ws, in, tok)
 	}
-	return Connection{}, fmt.Errorf("provider %q: want google or hubspot: %w", in.Provider, ErrInvalid)
+	if _, ok := p.cfg.Providers.CRM(in.Provider); ok {
+		return p.addCRM(ctx, ws, in, tok)
+	}
+	return Connection{}, fmt.Errorf("provider %q: want one of %s: %w", in.Provider, strings.Join(p.cfg.Providers.Names(), ", "), ErrInvalid)
 }
 
-func (p *Pipeline) addGoogle(ctx context.Context, ws string, in ConnectionInput, tok *oauth2.Token) (Connection, error) {
+func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInput, tok *oauth2.Token) (Connection, error) {
 	addr, err := matching.ParseAddress(in.AccountEmail)
 	if err != nil {
 		return Connection{}, fmt.Errorf("account_email: %v: %w", err, ErrInvalid)
@@ -133,79 +116,27 @@ func (p *Pipeline) addGoogle(ctx context.Context, ws string, in ConnectionInput,
 	if len(cals) == 0 {
 		cals = []string{"primary"}
 	}
-	connID, err := p.cfg.Vault.Put(ctx, ws, "google", addr.Email, tok)
+	connID, err := p.cfg.Vault.Put(ctx, ws, in.Provider, addr.Email, tok)
 	if err != nil {
 		return Connection{}, fmt.Errorf("store credentials: %w", err)
 	}
-	p.clients.Delete(connID)
-	c := Connection{ID: connID, Provider: "google", Account: addr.Email, Status: "active"}
+	p.forget(connID)
+	c := Connection{ID: connID, Provider: in.Provider, Account: addr.Email, Status: string(plan.ConnActive)}
 	for _, calID := range cals {
-		var id string
-		err := p.db.QueryRow(ctx, `INSERT INTO calendars (workspace_id, connection_id, calendar_id) VALUES ($1, $2, $3)
-			ON CONFLICT (connection_id, calendar_id) DO UPDATE SET status = 'active' RETURNING id`, ws, connID, calID).Scan(&id)
+		id, err := p.ledger.RegisterCalendar(ctx, ws, connID, calID)
 		if err != nil {
-			return c, fmt.Errorf("register calendar: %w", err)
+			return c, err
 		}
 		c.Calendars = append(c.Calendars, id)
-		if err := p.openChannel(ctx, id); err != nil {
+		if err := p.openChannel(ctx, id, false); err != nil {
 			// Syncing still works on the schedule; renewal retries.
-			p.log.WarnContext(ctx, "open watch channel", slog.String("calendar_id", id), slog.Any("error", err))
+			p.log.WarnContext(ctx, "open push channel", slog.String("calendar_id", id), slog.String("error", scrub(err.Error())))
 		}
 		if err := p.markDirty(ctx, id, false, time.Time{}); err != nil {
 			return c, err
 		}
 	}
 	return c, p.Resume(ctx, connID)
-}
-
-func (p *Pipeline) addHubSpot(ctx context.Context, ws string, in ConnectionInput, tok *oauth2.Token) (Connection, error) {
-	sink, err := p.cfg.Providers.CRM(ctx, "", oauth2.StaticTokenSource(tok))
-	if err != nil {
-		return Connection{}, err
-	}
-	portal, err := sink.Prepare(ctx)
-	p.countCRM("portal.prepare", err)
-	if err != nil {
-		return Connection{}, fmt.Errorf("prepare HubSpot portal: %w", err)
-	}
-	if in.ExpectAccount != "" && in.ExpectAccount != portal.ID {
-		return Connection{}, fmt.Errorf("this connect link is for HubSpot portal %s, not portal %s: %w", in.ExpectAccount, portal.ID, ErrForbidden)
-	}
-	// A workspace writes to one CRM portal. Another portal replaces it only
-	// when the admin says so.
-	var current, currentID string
-	err = p.db.QueryRow(ctx, `SELECT account, id FROM connections WHERE workspace_id = $1 AND provider = 'hubspot' AND status <> 'revoked' AND account <> $2
-		ORDER BY created_at DESC LIMIT 1`, ws, portal.ID).Scan(&current, &currentID)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return Connection{}, fmt.Errorf("read CRM connection: %w", err)
-	}
-	if current != "" && !in.Replace {
-		return Connection{}, fmt.Errorf("workspace %s writes to HubSpot portal %s; connecting portal %s would replace it: an admin must ask for that explicitly (\"replace\": true): %w",
-			ws, current, portal.ID, ErrConflict)
-	}
-	connID, err := p.cfg.Vault.Put(ctx, ws, "hubspot", portal.ID, tok)
-	if err != nil {
-		return Connection{}, fmt.Errorf("store credentials: %w", err)
-	}
-	p.clients.Delete(connID)
-	if current != "" {
-		if _, err := p.db.Exec(ctx, `UPDATE connections SET status = 'revoked', replaced_by = $2, last_error = $3, updated_at = $4
-			WHERE workspace_id = $1 AND provider = 'hubspot' AND id <> $2 AND status <> 'revoked'`,
-			ws, connID, "replaced by HubSpot portal "+portal.ID+" at "+p.now().UTC().Format(time.RFC3339), p.now()); err != nil {
-			return Connection{}, fmt.Errorf("retire the replaced CRM connection: %w", err)
-		}
-		p.log.WarnContext(ctx, "CRM connection replaced by the admin", slog.String("workspace_id", ws),
-			slog.String("old_connection_id", currentID), slog.String("old_portal", current),
-			slog.String("connection_id", connID), slog.String("portal", portal.ID))
-	}
-	if _, err := p.db.Exec(ctx, `UPDATE connections SET crm_unique_key = $2 WHERE id = $1`, connID, portal.UniqueKey); err != nil {
-		return Connection{}, err
-	}
-	if err := p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws, Full: true}, asynq.Queue(QueueMaintenance),
-		asynq.TaskID("index-full:"+ws+":"+bucket(p.now(), time.Minute))); err != nil {
-		return Connection{}, err
-	}
-	return Connection{ID: connID, Provider: "hubspot", Account: portal.ID, Status: "active"}, p.Resume(ctx, connID)
 }
 
 // checkCalendarAccount refuses a calendar account other than the one a
@@ -230,60 +161,108 @@ func (p *Pipeline) checkCalendarAccount(ctx context.Context, ws string, addr mat
 	return nil
 }
 
+func (p *Pipeline) addCRM(ctx context.Context, ws string, in ConnectionInput, tok *oauth2.Token) (Connection, error) {
+	sink, err := p.openSink(ctx, in.Provider, crm.Conn{Tokens: oauth2.StaticTokenSource(tok), Limiter: p.cfg.Limiter})
+	if err != nil {
+		return Connection{}, err
+	}
+	portal, err := sink.Prepare(ctx)
+	p.countCRM(in.Provider, "portal.prepare", err)
+	if err != nil {
+		return Connection{}, fmt.Errorf("prepare the %s portal: %w", in.Provider, err)
+	}
+	if in.ExpectAccount != "" && in.ExpectAccount != portal.ID {
+		return Connection{}, fmt.Errorf("this connect link is for portal %s, not portal %s: %w", in.ExpectAccount, portal.ID, ErrForbidden)
+	}
+	// A workspace writes to one CRM portal. Another portal replaces it only
+	// when the admin says so.
+	current, err := p.ledger.OtherCRM(ctx, ws, portal.ID)
+	if err != nil {
+		return Connection{}, err
+	}
+	if current.ID != "" && !in.Replace {
+		return Connection{}, fmt.Errorf("workspace %s writes to %s portal %s; connecting portal %s would replace it: an admin must ask for that explicitly (\"replace\": true): %w",
+			ws, current.Provider, current.Account, portal.ID, ErrConflict)
+	}
+	connID, err := p.cfg.Vault.Put(ctx, ws, in.Provider, portal.ID, tok)
+	if err != nil {
+		return Connection{}, fmt.Errorf("store credentials: %w", err)
+	}
+	p.forget(connID)
+	if current.ID != "" {
+		reason := "replaced by " + in.Provider + " portal " + portal.ID + " at " + p.now().UTC().Format(time.RFC3339)
+		if err := p.ledger.RetireCRM(ctx, ws, connID, reason, p.now()); err != nil {
+			return Connection{}, err
+		}
+		p.forget(current.ID)
+		p.log.WarnContext(ctx, "CRM connection replaced by the admin", slog.String("workspace_id", ws),
+			slog.String("old_connection_id", current.ID), slog.String("old_portal", current.Account),
+			slog.String("connection_id", connID), slog.String("portal", portal.ID))
+	}
+	if err := p.ledger.SetCRMUniqueKey(ctx, connID, portal.UniqueKey); err != nil {
+		return Connection{}, err
+	}
+	if err := p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws, Full: true}, asynq.Queue(QueueMaintenance),
+		asynq.TaskID("index-full:"+ws+":"+bucket(p.now(), time.Minute))); err != nil {
+		return Connection{}, err
+	}
+	return Connection{ID: connID, Provider: in.Provider, Account: portal.ID, Status: string(plan.ConnActive)}, p.Resume(ctx, connID)
+}
+
 // Resume re-drives the work parked while a connection needed
 // re-authorisation, and syncs its calendars.
 func (p *Pipeline) Resume(ctx context.Context, connID string) error {
-	rows, err := p.db.Query(ctx, `SELECT id, queue, task_id, task_type, coalesce(ref->>'calendar_id', '') FROM dead_letters
-		WHERE class = 'auth' AND retried_at IS NULL AND ref->>'connection_id' = $1`, connID)
+	parked, err := p.ledger.ParkedFor(ctx, connID)
 	if err != nil {
-		return fmt.Errorf("find parked work: %w", err)
+		return err
 	}
-	type parked struct {
-		id                 int64
-		queue, taskID, typ string
-		calID              string
-	}
-	var list []parked
-	var x parked
-	if _, err := pgx.ForEachRow(rows, []any{&x.id, &x.queue, &x.taskID, &x.typ, &x.calID}, func() error { list = append(list, x); return nil }); err != nil {
-		return fmt.Errorf("find parked work: %w", err)
-	}
-	for _, d := range list {
-		if err := p.redrive(ctx, d.queue, d.taskID, d.typ, d.calID); err != nil {
+	for _, d := range parked {
+		if err := p.redrive(ctx, d); err != nil {
 			return err
 		}
-		if _, err := p.db.Exec(ctx, `UPDATE dead_letters SET retried_at = $2 WHERE id = $1`, d.id, p.now()); err != nil {
+		if err := p.ledger.MarkRetried(ctx, d.ID, p.now()); err != nil {
 			return err
 		}
 	}
-	if len(list) > 0 {
-		p.log.InfoContext(ctx, "resumed parked work", slog.String("connection_id", connID), slog.Int("tasks", len(list)))
+	if len(parked) > 0 {
+		p.log.InfoContext(ctx, "resumed parked work", slog.String("connection_id", connID), slog.Int("tasks", len(parked)))
 	}
-	return p.forEachCalendar(ctx, func(id string) error {
-		return p.markDirty(ctx, id, false, time.Time{})
-	}, "c.connection_id = $1", connID)
+	cals, err := p.ledger.SyncableCalendars(ctx, ledger.CalendarFilter{ConnectionID: connID})
+	if err != nil {
+		return err
+	}
+	for _, id := range cals {
+		if err := p.markDirty(ctx, id, false, time.Time{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // redrive runs an archived task again; a sync whose task has expired from
 // the archive is simply enqueued anew.
-func (p *Pipeline) redrive(ctx context.Context, queue, taskID, typ, calID string) error {
-	err := p.inspector.RunTask(queue, taskID)
+func (p *Pipeline) redrive(ctx context.Context, d DeadLetter) error {
+	err := p.inspector.RunTask(d.Queue, d.TaskID)
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		if typ == TaskSync && calID != "" {
-			return p.markDirty(ctx, calID, false, time.Time{})
+		var ref struct {
+			CalendarID string `json:"calendar_id"`
+		}
+		_ = json.Unmarshal(d.Ref, &ref)
+		if d.TaskType == TaskSync && ref.CalendarID != "" {
+			return p.markDirty(ctx, ref.CalendarID, false, time.Time{})
 		}
 		return nil // the work is recomputed by the next sync or reconciliation
 	}
-	return fmt.Errorf("re-drive task %s: %w", taskID, err)
+	return fmt.Errorf("re-drive task %s: %w", d.TaskID, err)
 }
 
 // RequestSync enqueues an incremental sync of one calendar.
 func (p *Pipeline) RequestSync(ctx context.Context, ws, calID string) error {
-	var found bool
-	if err := p.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM calendars WHERE id::text = $1 AND workspace_id::text = $2)`, calID, ws).Scan(&found); err != nil {
+	found, err := p.ledger.CalendarInWorkspace(ctx, ws, calID)
+	if err != nil {
 		return err
 	}
 	if !found {
@@ -293,15 +272,21 @@ func (p *Pipeline) RequestSync(ctx context.Context, ws, calID string) error {
 }
 
 // CRMChanged enqueues a company index refresh for the workspaces connected
-// to a HubSpot portal.
+// to a CRM portal.
 func (p *Pipeline) CRMChanged(ctx context.Context, portalID string) error {
-	return p.forEachID(ctx, func(ws string) error {
-		return p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), 10*time.Second)))
-	}, `SELECT DISTINCT workspace_id::text FROM connections WHERE provider = 'hubspot' AND account = $1`, portalID)
+	wss, err := p.ledger.CRMWorkspaces(ctx, portalID)
+	if err != nil {
+		return err
+	}
+	for _, ws := range wss {
+		if err := p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), 10*time.Second))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Meetings lists ledger entries, newest decision first... in id order for
-// stable cursors.
+// Meetings lists ledger entries in id order, for stable cursors.
 func (p *Pipeline) Meetings(ctx context.Context, ws, state string, pg Page) ([]MeetingEntry, string, error) {
 	if _, err := p.workspace(ctx, ws); err != nil {
 		return nil, "", err
@@ -311,31 +296,14 @@ func (p *Pipeline) Meetings(ctx context.Context, ws, state string, pg Page) ([]M
 		return nil, "", err
 	}
 	limit := clampLimit(pg.Limit)
-	rows, err := p.db.Query(ctx, `SELECT id, meeting_key, state, coalesce(crm_meeting_id, ''), rule, rules_version, decided_at, coalesce(last_error, '')
-		FROM meetings WHERE workspace_id = $1 AND ($2 = '' OR state = $2) AND id > $3 AND rule <> '' ORDER BY id LIMIT $4`, ws, state, after, limit+1)
+	out, ids, err := p.ledger.Meetings(ctx, ws, state, after, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	var out []MeetingEntry
-	var last int64
-	var id int64
-	var e MeetingEntry
-	if _, err := pgx.ForEachRow(rows, []any{&id, &e.Key, &e.State, &e.CRMMeetingID, &e.Rule, &e.RulesVersion, &e.DecidedAt, &e.LastError}, func() error {
-		if len(out) < limit {
-			out = append(out, e)
-			last = id
-		}
-		return nil
-	}); err != nil {
-		return nil, "", err
-	}
 	next := ""
-	if len(out) == limit && last != 0 {
-		var more bool
-		_ = p.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meetings WHERE workspace_id = $1 AND ($2 = '' OR state = $2) AND id > $3 AND rule <> '')`, ws, state, last).Scan(&more)
-		if more {
-			next = encodeCursor(last)
-		}
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeCursor(ids[limit-1])
 	}
 	if out == nil {
 		out = []MeetingEntry{}
@@ -345,30 +313,8 @@ func (p *Pipeline) Meetings(ctx context.Context, ws, state string, pg Page) ([]M
 
 // Meeting returns one ledger entry with its decision trace and copies.
 func (p *Pipeline) Meeting(ctx context.Context, ws, key string) (MeetingDetail, error) {
-	var d MeetingDetail
-	var id int64
-	err := p.db.QueryRow(ctx, `SELECT id, meeting_key, state, coalesce(crm_meeting_id, ''), rule, rules_version, decided_at, coalesce(last_error, ''), trace
-		FROM meetings WHERE workspace_id::text = $1 AND meeting_key = $2`, ws, key).
-		Scan(&id, &d.Key, &d.State, &d.CRMMeetingID, &d.Rule, &d.RulesVersion, &d.DecidedAt, &d.LastError, &d.Trace)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return d, fmt.Errorf("meeting %q: %w", key, ErrNotFound)
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return d, fmt.Errorf("meeting %q: %w", key, ErrNotFound)
-	}
-	if err != nil {
-		return d, err
-	}
-	rows, err := p.db.Query(ctx, `SELECT calendar_id::text, event_id, status, organizer_copy, action, rule, linked_crm_id IS NOT NULL FROM meeting_copies WHERE meeting_id = $1 ORDER BY calendar_id, event_id`, id)
-	if err != nil {
-		return d, err
-	}
-	d.Copies, err = pgx.CollectRows(rows, pgx.RowToStructByPos[MeetingCopy])
-	if d.Copies == nil {
-		d.Copies = []MeetingCopy{}
-	}
-	return d, err
+	d, err := p.ledger.Meeting(ctx, ws, key)
+	return d, notFound(err)
 }
 
 // DeadLetters lists terminal failures, oldest first.
@@ -378,12 +324,7 @@ func (p *Pipeline) DeadLetters(ctx context.Context, pg Page) ([]DeadLetter, stri
 		return nil, "", err
 	}
 	limit := clampLimit(pg.Limit)
-	rows, err := p.db.Query(ctx, `SELECT id, coalesce(workspace_id::text, ''), task_type, task_id, queue, ref, class, reason, created_at, retried_at
-		FROM dead_letters WHERE id > $1 ORDER BY id LIMIT $2`, after, limit+1)
-	if err != nil {
-		return nil, "", err
-	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DeadLetter])
+	list, err := p.ledger.DeadLetters(ctx, after, limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -400,41 +341,116 @@ func (p *Pipeline) DeadLetters(ctx context.Context, pg Page) ([]DeadLetter, stri
 
 // RetryDeadLetter re-drives a terminal failure.
 func (p *Pipeline) RetryDeadLetter(ctx context.Context, id int64) error {
-	var queue, taskID, typ, calID, connID string
-	var retried *time.Time
-	err := p.db.QueryRow(ctx, `SELECT queue, task_id, task_type, coalesce(ref->>'calendar_id', ''), coalesce(ref->>'connection_id', ''), retried_at FROM dead_letters WHERE id = $1`, id).
-		Scan(&queue, &taskID, &typ, &calID, &connID, &retried)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("dead letter %d: %w", id, ErrNotFound)
-	}
+	d, err := p.ledger.DeadLetter(ctx, id)
 	if err != nil {
-		return err
+		return notFound(err)
 	}
-	if retried != nil {
-		return fmt.Errorf("dead letter %d was retried at %s: %w", id, retried.Format(time.RFC3339), ErrConflict)
+	if d.RetriedAt != nil {
+		return fmt.Errorf("dead letter %d was retried at %s: %w", id, d.RetriedAt.Format(time.RFC3339), ErrConflict)
 	}
-	if connID != "" {
-		var status string
-		if err := p.db.QueryRow(ctx, `SELECT status FROM connections WHERE id = $1`, connID).Scan(&status); err == nil && status != "active" {
-			return fmt.Errorf("connection %s is %s: re-authorise it first: %w", connID, status, ErrConflict)
+	var ref struct {
+		ConnectionID string `json:"connection_id"`
+	}
+	_ = json.Unmarshal(d.Ref, &ref)
+	if ref.ConnectionID != "" {
+		if st, err := p.ledger.ConnStatus(ctx, ref.ConnectionID); err == nil && st != plan.ConnActive {
+			return fmt.Errorf("connection %s is %s: re-authorise it first: %w", ref.ConnectionID, st, ErrConflict)
 		}
 	}
-	if err := p.redrive(ctx, queue, taskID, typ, calID); err != nil {
+	if err := p.redrive(ctx, d); err != nil {
 		return err
 	}
-	_, err = p.db.Exec(ctx, `UPDATE dead_letters SET retried_at = $2 WHERE id = $1`, id, p.now())
-	return err
+	return p.ledger.MarkRetried(ctx, id, p.now())
+}
+
+// StartReconcile records a run and queues it.
+func (p *Pipeline) StartReconcile(ctx context.Context, req ReconcileRequest) (string, error) {
+	id, err := p.newRun(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if err := p.enqueue(ctx, TaskReconcile, reconcilePayload{RunID: id}, asynq.Queue(QueueMaintenance), asynq.TaskID("reconcile:"+id), asynq.MaxRetry(3)); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// RunReconcile runs a reconciliation now and returns its report.
+func (p *Pipeline) RunReconcile(ctx context.Context, req ReconcileRequest) (ReconcileReport, error) {
+	id, err := p.newRun(ctx, req)
+	if err != nil {
+		return ReconcileReport{}, err
+	}
+	if err := p.rec.run(ctx, id); err != nil {
+		p.log.WarnContext(ctx, "reconciliation failed", slog.String("run_id", id), slog.String("error", scrub(err.Error())))
+	}
+	return p.ReconcileRun(ctx, id)
+}
+
+func (p *Pipeline) newRun(ctx context.Context, req ReconcileRequest) (string, error) {
+	if _, err := p.workspace(ctx, req.WorkspaceID); err != nil {
+		return "", err
+	}
+	if req.CalendarID != "" {
+		ok, err := p.ledger.CalendarInWorkspace(ctx, req.WorkspaceID, req.CalendarID)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", fmt.Errorf("calendar %q in workspace %q: %w", req.CalendarID, req.WorkspaceID, ErrNotFound)
+		}
+	}
+	return p.ledger.NewRun(ctx, ledger.Run{WorkspaceID: req.WorkspaceID, CalendarID: req.CalendarID, DryRun: req.DryRun})
+}
+
+// ReconcileRun returns a run's report.
+func (p *Pipeline) ReconcileRun(ctx context.Context, id string) (ReconcileReport, error) {
+	r, err := p.ledger.Report(ctx, id)
+	return r, notFound(err)
+}
+
+// connectLinkTTL is how long a connect link may wait before its flow
+// starts.
+const connectLinkTTL = 72 * time.Hour
+
+// CreateConnectLink records a connect link for a workspace and provider.
+// The HTTP surface signs its id into the URL it hands out.
+func (p *Pipeline) CreateConnectLink(ctx context.Context, ws string, in ConnectLinkInput) (ConnectLink, error) {
+	if _, err := p.workspace(ctx, ws); err != nil {
+		return ConnectLink{}, err
+	}
+	_, cal := p.cfg.Providers.Calendar(in.Provider)
+	_, crmOK := p.cfg.Providers.CRM(in.Provider)
+	if !cal && !crmOK {
+		return ConnectLink{}, fmt.Errorf("provider %q: want one of %s: %w", in.Provider, strings.Join(p.cfg.Providers.Names(), ", "), ErrInvalid)
+	}
+	l := ConnectLink{WorkspaceID: ws, Provider: in.Provider, Account: in.Account,
+		AllowExternalAccount: in.AllowExternalAccount, Replace: in.Replace, ExpiresAt: p.now().Add(connectLinkTTL).Truncate(time.Second)}
+	if err := p.ledger.CreateConnectLink(ctx, &l); err != nil {
+		return ConnectLink{}, err
+	}
+	return l, nil
+}
+
+// UseConnectLink marks a connect link used and returns it: a link starts
+// one flow, before it expires.
+func (p *Pipeline) UseConnectLink(ctx context.Context, id string) (ConnectLink, error) {
+	l, err := p.ledger.UseConnectLink(ctx, id, p.now())
+	if errors.Is(err, ledger.ErrConflict) {
+		return l, fmt.Errorf("this connect link was used already or has expired; ask your admin for a new one: %w", ErrForbidden)
+	}
+	return l, err
 }
 
 // Ready checks PostgreSQL, Redis and that the schema is current.
 func (p *Pipeline) Ready(ctx context.Context) error {
-	if err := p.db.Ping(ctx); err != nil {
+	if err := p.ledger.Ping(ctx); err != nil {
 		return fmt.Errorf("postgresql: %w", err)
 	}
 	if err := p.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	pending, err := migrations.PendingPool(ctx, p.db)
+	pending, err := migrations.PendingPool(ctx, p.ledger.Pool())
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

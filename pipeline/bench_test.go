@@ -7,7 +7,6 @@ import (
 
 	"github.com/rapportsync/rapport/calendar/calendartest"
 	"github.com/rapportsync/rapport/crm"
-	"github.com/rapportsync/rapport/pipeline"
 )
 
 // BenchmarkInitialSync measures the pipeline's own throughput against
@@ -18,7 +17,7 @@ func BenchmarkInitialSync(b *testing.B) {
 	const calendars, perCal, companies = 4, 1500, 500
 	for range b.N {
 		// The fake Google has no per-user limit: measure the pipeline, not it.
-		h := newHarness(b, harnessOptions{tweak: func(c *pipeline.Config) { c.GooglePerMinute = 1 << 30 }})
+		h := newHarness(b, harnessOptions{googlePerMinute: 1 << 30})
 		for i := range companies {
 			h.hub.AddCompany(crm.Company{Name: fmt.Sprintf("Co %d", i), Domains: []string{fmt.Sprintf("co%d.example", i)}})
 		}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,79 +10,120 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
-// webhookAddress is where Google delivers notifications.
-func (p *Pipeline) webhookAddress() string {
-	return strings.TrimRight(p.cfg.PublicURL, "/") + "/webhooks/google"
+// renewWithin: channels expiring within this are renewed.
+const renewWithin = 24 * time.Hour
+
+// webhookAddress is where a provider delivers notifications.
+func (c *core) webhookAddress(provider string) string {
+	return strings.TrimRight(c.cfg.PublicURL, "/") + "/webhooks/" + provider
 }
 
-// openChannel opens a new watch channel for a calendar whose channel is
-// missing or expires within renewWithin, stores it, and only then stops the
-// old one, so no change falls between the two. A lease keeps two processes
-// (a renewal and a new connection) from opening two channels.
-func (p *Pipeline) openChannel(ctx context.Context, calID string) error {
-	l, ok, err := p.tryLease(ctx, "channel:"+calID)
+// openChannel opens a push channel for a calendar whose channel is missing
+// or expires within renewWithin. A provider that renews in place (Graph)
+// extends the channel; otherwise a new one opens, is stored, and only then
+// is the old one stopped, so no change falls between the two. A lease
+// keeps two processes (a renewal and a new connection) from opening two.
+// A provider without push channels has nothing to open.
+func (c *core) openChannel(ctx context.Context, calID string, force bool) error {
+	l, ok, err := c.tryLease(ctx, "channel:"+calID)
 	if err != nil || !ok {
 		return err // someone else is opening it
 	}
 	defer l.release(ctx)
-	cal, err := p.calendarRow(ctx, calID)
+	cal, err := c.ledger.Calendar(ctx, calID)
 	if err != nil {
 		return err
 	}
-	if cal.ChannelID != "" && cal.ChannelExpiresAt != nil && cal.ChannelExpiresAt.After(p.now().Add(renewWithin)) {
+	if !force && cal.ChannelID != "" && cal.ChannelExpiresAt != nil && cal.ChannelExpiresAt.After(c.now().Add(renewWithin)) {
 		return nil // opened meanwhile
 	}
-	src, err := p.source(ctx, cal.ConnectionID)
+	src, err := c.source(ctx, cal)
 	if err != nil {
 		return err
 	}
-	ch, err := src.(calendar.Watcher).Watch(ctx, calendar.WatchRequest{CalendarID: cal.CalendarID, Address: p.webhookAddress()})
-	p.metrics.googleCalls.WithLabelValues("events.watch", classLabel(err)).Inc()
+	w, ok := src.(calendar.Watcher)
+	if !ok {
+		return nil
+	}
+	old := calendar.Channel{ID: cal.ChannelID, ResourceID: cal.ChannelResourceID}
+	if r, ok := src.(calendar.Renewer); ok && cal.ChannelID != "" && !force {
+		ch, err := r.Renew(ctx, old)
+		c.metrics.calendarOps.WithLabelValues(cal.Provider, "renew", classLabel(err)).Inc()
+		if err == nil {
+			return c.ledger.RenewChannel(ctx, cal.ID, ch.Expiration)
+		}
+		if calendar.ClassOf(err) != calendar.NotFound {
+			return fmt.Errorf("renew channel of calendar %s: %w", cal.ID, err)
+		}
+		// The subscription is gone: open a new one.
+	}
+	addr := c.webhookAddress(cal.Provider)
+	ch, err := w.Watch(ctx, calendar.WatchRequest{CalendarID: cal.CalendarID, Address: addr, LifecycleAddress: addr + "/lifecycle"})
+	c.metrics.calendarOps.WithLabelValues(cal.Provider, "watch", classLabel(err)).Inc()
 	if err != nil {
 		return fmt.Errorf("watch calendar %s: %w", cal.ID, err)
 	}
-	_, err = p.db.Exec(ctx, `UPDATE calendars SET channel_id = $2, channel_resource_id = $3, channel_token_hash = $4, channel_expires_at = $5 WHERE id = $1`,
-		cal.ID, ch.ID, ch.ResourceID, calendar.HashToken(ch.Token), ch.Expiration)
-	if err != nil {
-		return fmt.Errorf("store channel of %s: %w", cal.ID, err)
+	if err := c.ledger.StoreChannel(ctx, cal.ID, ch.ID, ch.ResourceID, calendar.HashToken(ch.Token), ch.Expiration); err != nil {
+		return err
 	}
-	if cal.ChannelID != "" {
-		err := src.(calendar.Watcher).StopWatch(ctx, calendar.Channel{ID: cal.ChannelID, ResourceID: cal.ChannelResourceID})
-		p.metrics.googleCalls.WithLabelValues("channels.stop", classLabel(err)).Inc()
+	if old.ID != "" && old.ID != ch.ID {
+		err := w.StopWatch(ctx, old)
+		c.metrics.calendarOps.WithLabelValues(cal.Provider, "stop", classLabel(err)).Inc()
 		if err != nil {
 			// The old channel expires by itself; its notifications now
 			// answer 404.
-			p.log.WarnContext(ctx, "stop old channel", slog.String("calendar_id", cal.ID), slog.Any("error", err))
+			c.log.WarnContext(ctx, "stop old channel", slog.String("calendar_id", cal.ID), slog.String("error", scrub(err.Error())))
 		}
 	}
 	return nil
 }
 
-// renewWithin: channels expiring within this are renewed.
-const renewWithin = 24 * time.Hour
+// renewPayload names one calendar whose channel the provider asked to be
+// renewed or reopened; empty, the schedule's sweep of every channel.
+type renewPayload struct {
+	CalendarID string `json:"calendar_id,omitempty"`
+	// Reopen opens a new channel even if the stored one looks current (the
+	// provider removed it).
+	Reopen bool `json:"reopen,omitempty"`
+}
 
 // handleRenew renews every channel expiring within a day (and opens the
-// ones missing).
-func (p *Pipeline) handleRenew(ctx context.Context, t *asynq.Task) error {
-	rows, err := p.db.Query(ctx, calSelect+` WHERE k.status = 'active' AND c.status <> 'paused' AND (c.channel_expires_at IS NULL OR c.channel_expires_at < $1)`,
-		p.now().Add(renewWithin))
-	if err != nil {
-		return err
+// ones missing), or the one channel the payload names.
+func (c *core) handleRenew(ctx context.Context, t *asynq.Task) error {
+	var pl renewPayload
+	if len(t.Payload()) > 0 {
+		if err := json.Unmarshal(t.Payload(), &pl); err != nil {
+			return c.permanent(ctx, t, "", fmt.Errorf("decode payload: %w", err))
+		}
 	}
-	cals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (calRow, error) { return scanCal(r) })
+	if pl.CalendarID != "" {
+		err := c.openChannel(ctx, pl.CalendarID, pl.Reopen)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			cal, cErr := c.ledger.Calendar(ctx, pl.CalendarID)
+			if cErr != nil {
+				return err
+			}
+			return c.fail(ctx, t, subject{cal.WorkspaceID, cal.ConnectionID}, err)
+		}
+		return nil
+	}
+	cals, err := c.ledger.ChannelsToRenew(ctx, c.now().Add(renewWithin))
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, c := range cals {
-		if err := p.openChannel(ctx, c.ID); err != nil {
+	for _, cal := range cals {
+		if err := c.openChannel(ctx, cal.ID, false); err != nil {
 			if calendar.ClassOf(err) == calendar.Auth {
-				_ = p.cfg.Vault.MarkNeedsReauth(ctx, c.ConnectionID, truncate(err.Error(), 300))
+				_ = c.cfg.Vault.MarkNeedsReauth(ctx, cal.ConnectionID, ledger.Truncate(scrub(err.Error()), 300))
 				continue
 			}
 			errs = append(errs, err)
@@ -90,25 +132,75 @@ func (p *Pipeline) handleRenew(ctx context.Context, t *asynq.Task) error {
 	return errors.Join(errs...)
 }
 
-// GoogleNotification verifies a push notification against the stored
-// channel and, for a change, marks the calendar dirty and enqueues its
-// sync. It does no other work: the webhook answers at once.
-func (p *Pipeline) GoogleNotification(ctx context.Context, n calendar.Notification) error {
-	var calID, resourceID string
-	var hash []byte
-	err := p.db.QueryRow(ctx, `SELECT id, coalesce(channel_resource_id, ''), channel_token_hash FROM calendars WHERE channel_id = $1`, n.ChannelID).
-		Scan(&calID, &resourceID, &hash)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("channel %q: %w", n.ChannelID, ErrNotFound)
+// Notify handles a provider's push request: it parses it, answers a
+// handshake, verifies each notification against its stored channel (the
+// token's hash in constant time, or the provider's signature), and for a
+// change marks the calendar dirty and queues its sync. It does no other
+// work, so the webhook answers at once. An unknown provider or channel is
+// ErrNotFound, a malformed request ErrInvalid, a forged one ErrForbidden;
+// nothing is queued for any of them.
+func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.WebhookRequest) (*calendar.Reply, error) {
+	prov, ok := p.cfg.Providers.Calendar(provider)
+	if !ok {
+		return nil, fmt.Errorf("provider %q: %w", provider, ErrNotFound)
 	}
+	parser, ok := prov.(calendar.WebhookParser)
+	if !ok {
+		return nil, fmt.Errorf("%s sends no webhooks: %w", provider, ErrNotFound)
+	}
+	reply, ns, err := parser.ParseWebhook(req)
 	if err != nil {
-		return fmt.Errorf("find channel: %w", err)
+		return nil, fmt.Errorf("%s: %w", err.Error(), ErrInvalid)
 	}
-	if !calendar.VerifyToken(n.Token, hash) || (resourceID != "" && n.ResourceID != resourceID) {
-		return fmt.Errorf("channel %q: token or resource does not match: %w", n.ChannelID, ErrInvalid)
+	if reply != nil {
+		return reply, nil
 	}
-	if n.State == calendar.StateSync {
-		return nil
+	// Verify every notification before acting on any.
+	type change struct {
+		calID string
+		state calendar.NotificationState
 	}
-	return p.markDirty(ctx, calID, false, p.now())
+	var changes []change
+	for _, n := range ns {
+		ch, err := p.ledger.ChannelByID(ctx, n.ChannelID)
+		if errors.Is(err, ledger.ErrNotFound) || (err == nil && ch.Provider != provider) {
+			return nil, fmt.Errorf("channel %q: %w", n.ChannelID, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ch.ResourceID != "" && n.ResourceID != "" && n.ResourceID != ch.ResourceID {
+			// A channel of another resource: not one we know.
+			return nil, fmt.Errorf("channel %q of another resource: %w", n.ChannelID, ErrNotFound)
+		}
+		if v, ok := prov.(calendar.SignatureVerifier); ok {
+			if err := v.VerifySignature(req, ch.Secret); err != nil {
+				return nil, fmt.Errorf("channel %q: %v: %w", n.ChannelID, err, ErrForbidden)
+			}
+		} else if !calendar.VerifyToken(n.Token, ch.Secret) {
+			return nil, fmt.Errorf("channel %q: the token does not match: %w", n.ChannelID, ErrForbidden)
+		}
+		changes = append(changes, change{ch.CalendarID, n.State})
+	}
+	for _, c := range changes {
+		switch c.state {
+		case calendar.StateSync:
+		case calendar.StateReauthorize, calendar.StateRemoved:
+			reopen := c.state == calendar.StateRemoved
+			if err := p.enqueue(ctx, TaskRenew, renewPayload{CalendarID: c.calID, Reopen: reopen}, asynq.Queue(QueueMaintenance),
+				asynq.TaskID("renew:"+c.calID+":"+bucket(p.now(), time.Minute)), asynq.MaxRetry(10)); err != nil {
+				return nil, err
+			}
+			if reopen {
+				if err := p.markDirty(ctx, c.calID, false, p.now()); err != nil {
+					return nil, err
+				}
+			}
+		default:
+			if err := p.markDirty(ctx, c.calID, false, p.now()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, nil
 }

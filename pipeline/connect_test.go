@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
+	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/calendar/google"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/crmtest"
 	"github.com/rapportsync/rapport/crm/hubspot"
@@ -86,17 +86,17 @@ func TestCalendarAccountOutsideWorkspace(t *testing.T) {
 func TestOneCRMPortalPerWorkspace(t *testing.T) {
 	other := crmtest.NewServer(crmtest.Options{Limit: -1, SearchPerSecond: -1, PortalID: "99001"})
 	t.Cleanup(other.Close)
-	var h *harness
-	h = newHarness(t, harnessOptions{tweak: func(c *pipeline.Config) {
-		c.Providers.CRM = func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
-			base := h.hub.URL()
-			if tok, err := ts.Token(); err == nil && tok.AccessToken == "other-portal" || portalID == "99001" {
-				base = other.URL()
-			}
-			limit, _ := hubspot.ParseLimit("1000/1s")
-			return hubspot.New(hubspot.Config{BaseURL: base, Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
-		}
-	}})
+	h := newHarness(t, harnessOptions{})
+	h.opts.tweak = func(c *pipeline.Config) {
+		limit, _ := hubspot.ParseLimit("1000/1s")
+		c.Providers = pipeline.NewRegistry(
+			[]calendar.Provider{google.Provider{Config: google.Config{BaseURL: h.google.URL()}}},
+			[]crm.Provider{twoPortals{
+				first:  hubspot.Provider{Config: hubspot.Config{BaseURL: h.hub.URL(), RateLimit: limit, MaxRetries: 2}},
+				second: hubspot.Provider{Config: hubspot.Config{BaseURL: other.URL(), RateLimit: limit, MaxRetries: 2}},
+			}},
+		)
+	}
 	h.p = h.restartPipeline()
 	h.startWorker()
 	h.connectHubSpot()
@@ -133,4 +133,17 @@ func TestOneCRMPortalPerWorkspace(t *testing.T) {
 	if active != 1 || replaced != 1 {
 		t.Errorf("connections after replacement: %+v", st.Connections)
 	}
+}
+
+// twoPortals is HubSpot with two portals: the token (or the known portal
+// id) says which one a connection reaches.
+type twoPortals struct{ first, second hubspot.Provider }
+
+func (twoPortals) Name() string { return "hubspot" }
+
+func (p twoPortals) Open(ctx context.Context, c crm.Conn) (crm.Sink, error) {
+	if tok, err := c.Tokens.Token(); err == nil && tok.AccessToken == "other-portal" || c.Account == "99001" {
+		return p.second.Open(ctx, c)
+	}
+	return p.first.Open(ctx, c)
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,21 +10,73 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/rapportsync/rapport/calendar"
-	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/provider"
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/pipeline/plan"
 )
 
-// This file maps error classes to what the queue does, once:
-//
-//	transient, rate limited → retry with exponential backoff and jitter,
-//	                          honouring the provider's wait
-//	auth                    → connection needs_reauth; the task is parked
-//	                          (archived, dead letter of class auth) and
-//	                          re-driven when the connection is re-authorised
-//	permanent               → archived, dead letter with the reason
-//	retries exhausted       → dead letter of class exhausted
+// verdict is what the queue does with a failed task.
+type verdict int
 
-// retryAfter asks the queue to retry no sooner than wait.
+const (
+	// retry: again, with exponential backoff and jitter; uses a retry.
+	retry verdict = iota
+	// wait: again after the provider's wait; not a failure.
+	wait
+	// park: the connection needs re-authorisation; the task waits, as a
+	// dead letter of class auth, until it is re-authorised.
+	park
+	// dead: the provider refused for good; a dead letter with the reason.
+	dead
+	// drop: the thing is gone; nothing left to do.
+	drop
+)
+
+// verdictOf is the one table from error classes to what the queue does.
+// Every handler passes its provider errors through it (fail).
+func verdictOf(err error) verdict {
+	switch provider.ClassOf(err) {
+	case provider.RateLimited:
+		return wait
+	case provider.Auth:
+		return park
+	case provider.Permanent:
+		return dead
+	case provider.NotFound:
+		return drop
+	}
+	return retry // Transient, CursorExpired (the sync relists before), unclassified
+}
+
+// subject names what a task works for: its workspace and the connection
+// whose credentials it uses.
+type subject struct{ ws, conn string }
+
+// fail carries out the verdict on a task's error and returns what the
+// task returns to the queue.
+func (c *core) fail(ctx context.Context, t *asynq.Task, s subject, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch verdictOf(err) {
+	case wait:
+		return &retryAfter{wait: provider.WaitOf(err), err: err}
+	case park:
+		if s.conn != "" {
+			return c.reauth(ctx, t, s, err)
+		}
+		return c.permanent(ctx, t, s.ws, err)
+	case dead:
+		return c.permanent(ctx, t, s.ws, err)
+	case drop:
+		c.log.InfoContext(ctx, "task dropped: its subject is gone", slog.String("task", t.Type()), slog.String("error", scrub(err.Error())))
+		return nil
+	}
+	return err
+}
+
+// retryAfter asks the queue to retry no sooner than wait; it is not a
+// failure (a rate limit, a busy calendar, a lagging search).
 type retryAfter struct {
 	wait time.Duration
 	err  error
@@ -35,13 +86,10 @@ func (e *retryAfter) Error() string { return fmt.Sprintf("retry after %v: %v", e
 func (e *retryAfter) Unwrap() error { return e.err }
 
 // retryDelay is the queue's RetryDelayFunc: exponential backoff with full
-// jitter (1 s doubling to 10 min), or the provider's wait plus jitter.
+// jitter (1 s doubling to 10 min), or the wait asked for plus jitter.
 func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	wait := provider.WaitOf(err)
 	var ra *retryAfter
-	wait := calendar.WaitOf(err)
-	if w := crm.WaitOf(err); w > wait {
-		wait = w
-	}
 	if errors.As(err, &ra) && ra.wait > wait {
 		wait = ra.wait
 	}
@@ -63,101 +111,38 @@ func isFailure(err error) bool {
 }
 
 // permanent archives the task with a dead letter.
-func (p *Pipeline) permanent(ctx context.Context, t *asynq.Task, ws string, err error) error {
-	p.deadLetter(ctx, ws, t, "permanent", refOf(t), err)
-	return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
+func (c *core) permanent(ctx context.Context, t *asynq.Task, ws string, err error) error {
+	c.deadLetter(ctx, ws, t, plan.DeadPermanent, refOf(t), err)
+	return fmt.Errorf("%w: %s", asynq.SkipRetry, scrub(err.Error()))
 }
 
 // reauth marks a connection needs_reauth and parks the task: archived with
 // a dead letter of class auth, re-driven by Resume once re-authorised. No
 // retry storm: nothing of that connection runs until then.
-func (p *Pipeline) reauth(ctx context.Context, t *asynq.Task, ws, connID string, err error) error {
-	if mErr := p.cfg.Vault.MarkNeedsReauth(ctx, connID, truncate(err.Error(), 300)); mErr != nil {
-		p.log.ErrorContext(ctx, "mark connection needs_reauth", slog.String("connection_id", connID), slog.Any("error", mErr))
+func (c *core) reauth(ctx context.Context, t *asynq.Task, s subject, err error) error {
+	if mErr := c.cfg.Vault.MarkNeedsReauth(ctx, s.conn, ledger.Truncate(scrub(err.Error()), 300)); mErr != nil {
+		c.log.ErrorContext(ctx, "mark connection needs_reauth", slog.String("connection_id", s.conn), slog.Any("error", mErr))
 	}
 	ref := refOf(t)
-	ref["connection_id"] = connID
-	p.deadLetter(ctx, ws, t, "auth", ref, err)
-	p.log.WarnContext(ctx, "connection needs re-authorisation; its work is parked", slog.String("connection_id", connID), slog.String("task", t.Type()))
-	return fmt.Errorf("%w: connection %s needs re-authorisation: %v", asynq.SkipRetry, connID, err)
+	ref["connection_id"] = s.conn
+	c.deadLetter(ctx, s.ws, t, plan.DeadAuth, ref, err)
+	c.log.WarnContext(ctx, "connection needs re-authorisation; its work is parked", slog.String("connection_id", s.conn), slog.String("task", t.Type()))
+	return fmt.Errorf("%w: connection %s needs re-authorisation: %s", asynq.SkipRetry, s.conn, scrub(err.Error()))
 }
 
 // deadLetter records a terminal failure without content: ids and reason.
-func (p *Pipeline) deadLetter(ctx context.Context, ws string, t *asynq.Task, class string, ref map[string]any, err error) {
+func (c *core) deadLetter(ctx context.Context, ws string, t *asynq.Task, class plan.DeadLetterClass, ref map[string]any, err error) {
 	taskID, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	refJSON, _ := json.Marshal(ref)
-	var wsArg any
-	if ws != "" {
-		wsArg = ws
-	}
-	_, dbErr := p.db.Exec(context.WithoutCancel(ctx), `INSERT INTO dead_letters (workspace_id, task_type, task_id, queue, ref, class, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		wsArg, t.Type(), taskID, queue, refJSON, class, truncate(err.Error(), 1000))
-	if dbErr != nil {
-		p.log.ErrorContext(ctx, "write dead letter", slog.String("task_id", taskID), slog.Any("error", dbErr))
+	dErr := c.ledger.AddDeadLetter(context.WithoutCancel(ctx), ledger.NewDeadLetter{
+		WorkspaceID: ws, TaskType: t.Type(), TaskID: taskID, Queue: queue, Ref: ref, Class: class, Reason: scrub(err.Error()),
+	})
+	if dErr != nil {
+		c.log.ErrorContext(ctx, "write dead letter", slog.String("task_id", taskID), slog.Any("error", dErr))
 		return
 	}
-	p.metrics.deadLetters.WithLabelValues(t.Type(), class).Inc()
-}
-
-// refOf extracts the ids of a task's payload for a dead letter: never the
-// event content a write payload carries.
-func refOf(t *asynq.Task) map[string]any {
-	ref := map[string]any{}
-	switch t.Type() {
-	case TaskSync:
-		var pl syncPayload
-		if json.Unmarshal(t.Payload(), &pl) == nil {
-			ref["calendar_id"] = pl.CalendarID
-		}
-	case TaskLink:
-		var pl linkPayload
-		if json.Unmarshal(t.Payload(), &pl) == nil {
-			ref["calendar_id"] = pl.CalendarID
-			var keys []string
-			for _, l := range pl.Links {
-				keys = append(keys, l.Key)
-			}
-			ref["meeting_keys"] = keys
-		}
-	case TaskWriteBatch:
-		var raws []json.RawMessage
-		if json.Unmarshal(t.Payload(), &raws) == nil {
-			var keys []string
-			for _, r := range raws {
-				var w writePayload
-				if json.Unmarshal(r, &w) == nil {
-					keys = append(keys, w.Key)
-					ref["crm_connection_id"] = w.ConnectionID
-				}
-			}
-			ref["meeting_keys"] = keys
-		}
-	case TaskIndex:
-		var pl indexPayload
-		if json.Unmarshal(t.Payload(), &pl) == nil {
-			ref["workspace_id"] = pl.WorkspaceID
-		}
-	}
-	return ref
+	c.metrics.deadLetters.WithLabelValues(t.Type(), string(class)).Inc()
 }
 
 // classLabel is an error's class for metrics labels.
-func classLabel(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	var ce *calendar.Error
-	if errors.As(err, &ce) {
-		return ce.Class.String()
-	}
-	var me *crm.Error
-	if errors.As(err, &me) {
-		return me.Class.String()
-	}
-	return "error"
-}
-
-func (p *Pipeline) countCRM(endpoint string, err error) {
-	p.metrics.crmCalls.WithLabelValues(endpoint, classLabel(err)).Inc()
-}
+func classLabel(err error) string { return provider.Label(err) }

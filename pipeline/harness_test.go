@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/oauth2"
 
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/calendar/calendartest"
@@ -60,17 +60,18 @@ func (h *harness) restartPipeline() *pipeline.Pipeline {
 	if o.searchLag == 0 {
 		o.searchLag = 200 * time.Millisecond
 	}
+	perMinute := o.googlePerMinute
+	if perMinute == 0 {
+		perMinute = google.DefaultPerMinute
+	}
 	cfg := pipeline.Config{
 		Pool: h.pool, Redis: h.rdb, Vault: h.vault, PublicURL: h.web.URL,
 		SearchLag: o.searchLag, Logger: testLogger(),
-		Providers: pipeline.Providers{
-			Calendar: func(ctx context.Context, c pipeline.CalendarConn) (calendar.Source, error) {
-				return google.New(ctx, google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond, Throttle: c.Throttle}, c.Tokens)
-			},
-			CRM: func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
-				return hubspot.New(hubspot.Config{BaseURL: h.hub.URL(), Redis: h.rdb, RateLimit: limit, PortalID: portalID, MaxRetries: 2, RetryBase: 20 * time.Millisecond}, ts)
-			},
-		},
+		Providers: pipeline.NewRegistry(
+			[]calendar.Provider{google.Provider{PerMinute: perMinute,
+				Config: google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}}},
+			[]crm.Provider{hubspot.Provider{Config: hubspot.Config{BaseURL: h.hub.URL(), RateLimit: limit, MaxRetries: 2, RetryBase: 20 * time.Millisecond}}},
+		),
 	}
 	if o.tweak != nil {
 		o.tweak(&cfg)
@@ -83,10 +84,11 @@ func (h *harness) restartPipeline() *pipeline.Pipeline {
 }
 
 type harnessOptions struct {
-	hub        crmtest.Options
-	searchLag  time.Duration
-	autoNotify bool
-	tweak      func(*pipeline.Config)
+	hub             crmtest.Options
+	searchLag       time.Duration
+	googlePerMinute int
+	autoNotify      bool
+	tweak           func(*pipeline.Config)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -148,14 +150,12 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 
 // webhook is the Google webhook endpoint as `rapport serve` runs it.
 func (h *harness) webhook(w http.ResponseWriter, r *http.Request) {
-	n, err := google.ParseNotification(r.Header, nil)
-	if err != nil {
+	_, err := h.p.Notify(r.Context(), "google", calendar.WebhookRequest{Header: r.Header, Received: time.Now()})
+	switch {
+	case errors.Is(err, pipeline.ErrInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := h.p.GoogleNotification(r.Context(), n); err != nil {
+	case err != nil:
 		http.Error(w, err.Error(), http.StatusNotFound)
-		return
 	}
 }
 

@@ -24,11 +24,11 @@ type lease struct {
 const leaseTTL = time.Minute
 
 // tryLease takes the lease on key, or reports that someone holds it.
-func (p *Pipeline) tryLease(ctx context.Context, key string) (*lease, bool, error) {
+func (c *core) tryLease(ctx context.Context, key string) (*lease, bool, error) {
 	b := make([]byte, 16)
 	rand.Read(b)
-	l := &lease{rdb: p.rdb, key: "rapport:lease:" + key, token: hex.EncodeToString(b), ttl: leaseTTL}
-	ok, err := p.rdb.SetNX(ctx, l.key, l.token, l.ttl).Result()
+	l := &lease{rdb: c.rdb, key: "rapport:lease:" + key, token: hex.EncodeToString(b), ttl: leaseTTL}
+	ok, err := c.rdb.SetNX(ctx, l.key, l.token, l.ttl).Result()
 	if err != nil || !ok {
 		return nil, false, err
 	}

@@ -3,75 +3,76 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/pipeline/plan"
 )
 
-// handleLink writes the CRM id and meeting key into the private extended
-// properties of copies on one calendar. Each patch makes the calendar
-// notify us; that sync finds no calendar-owned field changed and makes no
-// CRM call. Copies already linked (a retry) are skipped.
-func (p *Pipeline) handleLink(ctx context.Context, t *asynq.Task) error {
+// linker handles calendar:link: it writes the CRM id and meeting key into
+// the private properties of copies on one calendar. Each patch makes the
+// calendar notify us; that sync finds no calendar-owned field changed and
+// makes no CRM call. Copies already linked (a retry) are skipped.
+type linker struct{ *core }
+
+func (l *linker) handle(ctx context.Context, t *asynq.Task) error {
 	var pl linkPayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
-		return p.permanent(ctx, t, "", fmt.Errorf("decode payload: %w", err))
+		return l.permanent(ctx, t, "", fmt.Errorf("decode payload: %w", err))
 	}
-	cal, err := p.calendarRow(ctx, pl.CalendarID)
-	if err != nil {
+	cal, err := l.ledger.Calendar(ctx, pl.CalendarID)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return nil // calendar removed
 	}
-	if cal.ConnStatus != "active" {
-		return p.reauth(ctx, t, cal.WorkspaceID, cal.ConnectionID, fmt.Errorf("calendar connection %s is %s", cal.ConnectionID, cal.ConnStatus))
-	}
-	src, err := p.source(ctx, cal.ConnectionID)
 	if err != nil {
 		return err
 	}
-	ids := make([]string, len(pl.Links))
-	for i, l := range pl.Links {
-		ids[i] = l.EventID
+	s := subject{cal.WorkspaceID, cal.ConnectionID}
+	if cal.ConnStatus != plan.ConnActive {
+		return l.reauth(ctx, t, s, fmt.Errorf("calendar connection %s is %s", cal.ConnectionID, cal.ConnStatus))
 	}
-	rows, err := p.db.Query(ctx, `SELECT event_id, coalesce(linked_crm_id, '') FROM meeting_copies WHERE calendar_id = $1 AND event_id = ANY($2)`, cal.ID, ids)
+	src, err := l.source(ctx, cal)
 	if err != nil {
-		return fmt.Errorf("read copies: %w", err)
+		return l.fail(ctx, t, s, err)
 	}
-	linked := map[string]string{}
-	var id, crmID string
-	if _, err := pgx.ForEachRow(rows, []any{&id, &crmID}, func() error { linked[id] = crmID; return nil }); err != nil {
-		return fmt.Errorf("read copies: %w", err)
+	lk, ok := src.(calendar.Linker)
+	if !ok {
+		return nil // the provider keeps no ids (Calendly)
 	}
-	batch := &pgx.Batch{}
+	ids := make([]string, len(pl.Links))
+	for i, k := range pl.Links {
+		ids[i] = k.EventID
+	}
+	linked, err := l.ledger.LinkedIDs(ctx, cal.ID, ids)
+	if err != nil {
+		return err
+	}
+	var done []ledger.Link
 	defer func() {
-		if batch.Len() > 0 {
-			p.db.SendBatch(context.WithoutCancel(ctx), batch).Close()
+		if err := l.ledger.RecordLinks(context.WithoutCancel(ctx), cal.ID, done); err != nil {
+			l.log.ErrorContext(ctx, "record write-backs: "+err.Error())
 		}
 	}()
-	for _, l := range pl.Links {
-		if linked[l.EventID] == l.CRMID {
+	for _, k := range pl.Links {
+		if linked[k.EventID] == k.CRMID {
 			continue
 		}
-		err := src.(calendar.Linker).PatchPrivate(ctx, cal.CalendarID, l.EventID, map[string]string{
-			calendar.PropMeetingID: l.CRMID,
-			calendar.PropKey:       l.Key,
+		err := lk.PatchPrivate(ctx, cal.CalendarID, k.EventID, map[string]string{
+			calendar.PropMeetingID: k.CRMID,
+			calendar.PropKey:       k.Key,
 		})
-		p.metrics.googleCalls.WithLabelValues("events.patch", classLabel(err)).Inc()
+		l.metrics.calendarOps.WithLabelValues(cal.Provider, "link", classLabel(err)).Inc()
 		switch {
 		case err == nil:
-			batch.Queue(`UPDATE meeting_copies SET linked_crm_id = $3 WHERE calendar_id = $1 AND event_id = $2`, cal.ID, l.EventID, l.CRMID)
+			done = append(done, k)
 		case calendar.ClassOf(err) == calendar.NotFound:
 			// The event is gone; the next sync cancels the copy.
-		case calendar.ClassOf(err) == calendar.Auth:
-			return p.reauth(ctx, t, cal.WorkspaceID, cal.ConnectionID, err)
-		case calendar.ClassOf(err) == calendar.Permanent:
-			return p.permanent(ctx, t, cal.WorkspaceID, err)
-		case calendar.ClassOf(err) == calendar.RateLimited:
-			return &retryAfter{wait: calendar.WaitOf(err), err: err}
 		default:
-			return err
+			return l.fail(ctx, t, s, err)
 		}
 	}
 	return nil

@@ -2,31 +2,27 @@ package pipeline
 
 import (
 	"context"
-	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
-// Metrics are the pipeline's Prometheus metrics.
+// Metrics are the pipeline's Prometheus metrics. Provider-specific
+// counts carry the provider as a label.
 type Metrics struct {
-	events      *prometheus.CounterVec
-	written     prometheus.Counter
-	crmCalls    *prometheus.CounterVec
-	googleCalls *prometheus.CounterVec
-	// CRMRequests and GoogleRequests count HTTP requests by endpoint and
-	// status; the provider clients report them through hooks.
-	CRMRequests    *prometheus.CounterVec
-	GoogleRequests *prometheus.CounterVec
-	// RateLimitWait sums the time spent waiting on rate limits.
-	RateLimitWait *prometheus.CounterVec
+	events        *prometheus.CounterVec
+	written       prometheus.Counter
+	crmOps        *prometheus.CounterVec
+	calendarOps   *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	rateLimitWait *prometheus.CounterVec
 	latency       prometheus.Histogram
 	deadLetters   *prometheus.CounterVec
-	// ReauthNeeded counts connections marked needs_reauth.
-	ReauthNeeded *prometheus.CounterVec
+	reauthNeeded  *prometheus.CounterVec
+	calendarsGone prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -37,44 +33,67 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Calendar event copies seen, by decision (log or skip)."}, []string{"decision"}),
 		written: prometheus.NewCounter(prometheus.CounterOpts{Name: "rapport_meetings_written_total",
 			Help: "Meetings created or updated in the CRM."}),
-		crmCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_crm_operations_total",
-			Help: "CRM operations by operation and outcome class (one operation may be several batched requests)."}, []string{"operation", "outcome"}),
-		googleCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_calendar_operations_total",
-			Help: "Calendar operations by operation and outcome class."}, []string{"operation", "outcome"}),
-		CRMRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_crm_requests_total",
-			Help: "HubSpot HTTP requests by endpoint and status."}, []string{"endpoint", "status"}),
-		GoogleRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_google_requests_total",
-			Help: "Google Calendar HTTP requests by endpoint and status."}, []string{"endpoint", "status"}),
-		RateLimitWait: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_rate_limit_wait_seconds_total",
+		crmOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_crm_operations_total",
+			Help: "CRM operations by provider, operation and outcome class (one operation may be several batched requests)."}, []string{"provider", "operation", "outcome"}),
+		calendarOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_calendar_operations_total",
+			Help: "Calendar operations by provider, operation and outcome class."}, []string{"provider", "operation", "outcome"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_provider_requests_total",
+			Help: "HTTP requests to providers by provider, endpoint and status."}, []string{"provider", "endpoint", "status"}),
+		rateLimitWait: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_rate_limit_wait_seconds_total",
 			Help: "Time spent waiting for client-side rate limits, by provider."}, []string{"provider"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rapport_webhook_to_crm_seconds",
 			Help:    "Time from a calendar change being noticed (webhook) to the CRM write that reflects it.",
 			Buckets: []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300}}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_dead_letters_total",
 			Help: "Tasks parked in the dead-letter table, by task type and class."}, []string{"task", "class"}),
-		ReauthNeeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_reauth_needed_total",
+		reauthNeeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rapport_reauth_needed_total",
 			Help: "Connections marked needs_reauth, by provider."}, []string{"provider"}),
+		calendarsGone: prometheus.NewCounter(prometheus.CounterOpts{Name: "rapport_calendars_gone_total",
+			Help: "Calendars found gone at their provider (not synced until re-imported)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.written, m.crmCalls, m.googleCalls, m.CRMRequests, m.GoogleRequests,
-			m.RateLimitWait, m.latency, m.deadLetters, m.ReauthNeeded)
+		reg.MustRegister(m.events, m.written, m.crmOps, m.calendarOps, m.requests,
+			m.rateLimitWait, m.latency, m.deadLetters, m.reauthNeeded, m.calendarsGone)
 	}
 	return m
 }
 
-// StateCollector exports gauges read from the database at scrape time, so
-// they are right whichever process did the work: sync lag per calendar,
-// channels expiring within a day, connections needing re-authorisation and
-// open dead letters.
+// Request counts one HTTP request to a provider: the adapters' request
+// hook. status 0 means no response.
+func (m *Metrics) Request(provider, endpoint string, status int) {
+	s := "error"
+	if status != 0 {
+		s = strconv.Itoa(status)
+	}
+	m.requests.WithLabelValues(provider, endpoint, s).Inc()
+}
+
+// RateLimitWait adds time a provider's requests waited for its limit.
+func (m *Metrics) RateLimitWait(provider string, d time.Duration) {
+	m.rateLimitWait.WithLabelValues(provider).Add(d.Seconds())
+}
+
+// ReauthNeeded counts a connection marked needs_reauth.
+func (m *Metrics) ReauthNeeded(provider string) { m.reauthNeeded.WithLabelValues(provider).Inc() }
+
+func (c *core) countCRM(provider, op string, err error) {
+	c.metrics.crmOps.WithLabelValues(provider, op, classLabel(err)).Inc()
+}
+
+// StateCollector exports gauges read from the ledger at scrape time, so
+// they are right whichever process did the work: sync age per calendar,
+// channels expiring within a day, connections needing re-authorisation,
+// calendars gone and open dead letters.
 type StateCollector struct {
-	Pool  *pgxpool.Pool
-	Clock func() time.Time
+	Ledger *ledger.Store
+	Clock  func() time.Time
 }
 
 var (
 	descLag      = prometheus.NewDesc("rapport_calendar_sync_age_seconds", "Seconds since each calendar's last finished sync.", []string{"calendar_id"}, nil)
-	descExpiring = prometheus.NewDesc("rapport_channels_expiring_soon", "Watch channels expiring within 24 hours.", nil, nil)
+	descExpiring = prometheus.NewDesc("rapport_channels_expiring_soon", "Push channels expiring within 24 hours.", nil, nil)
 	descReauth   = prometheus.NewDesc("rapport_connections_needing_reauth", "Connections whose status is needs_reauth, by provider.", []string{"provider"}, nil)
+	descGone     = prometheus.NewDesc("rapport_calendars_gone", "Calendars their provider says no longer exist.", nil, nil)
 	descDead     = prometheus.NewDesc("rapport_dead_letters_open", "Dead letters not yet retried.", nil, nil)
 )
 
@@ -83,6 +102,7 @@ func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLag
 	ch <- descExpiring
 	ch <- descReauth
+	ch <- descGone
 	ch <- descDead
 }
 
@@ -94,70 +114,17 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.Clock != nil {
 		now = c.Clock
 	}
-	rows, err := c.Pool.Query(ctx, `SELECT id::text, last_synced_at FROM calendars WHERE last_synced_at IS NOT NULL`)
-	if err == nil {
-		for rows.Next() {
-			var id string
-			var at time.Time
-			if rows.Scan(&id, &at) == nil {
-				ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, now().Sub(at).Seconds(), id)
-			}
-		}
-		rows.Close()
+	g, err := c.Ledger.Gauges(ctx, now(), renewWithin)
+	if err != nil {
+		return
 	}
-	var n int
-	if c.Pool.QueryRow(ctx, `SELECT count(*) FROM calendars WHERE channel_expires_at < $1`, now().Add(24*time.Hour)).Scan(&n) == nil {
-		ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(n))
+	for id, age := range g.SyncAge {
+		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, age.Seconds(), id)
 	}
-	rows, err = c.Pool.Query(ctx, `SELECT provider, count(*) FROM connections WHERE status = 'needs_reauth' GROUP BY provider`)
-	if err == nil {
-		for rows.Next() {
-			var prov string
-			if rows.Scan(&prov, &n) == nil {
-				ch <- prometheus.MustNewConstMetric(descReauth, prometheus.GaugeValue, float64(n), prov)
-			}
-		}
-		rows.Close()
+	ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(g.ChannelsExpiring))
+	for prov, n := range g.NeedsReauth {
+		ch <- prometheus.MustNewConstMetric(descReauth, prometheus.GaugeValue, float64(n), prov)
 	}
-	if c.Pool.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE retried_at IS NULL`).Scan(&n) == nil {
-		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(n))
-	}
-}
-
-// GoogleTransport counts Google Calendar requests by endpoint and status.
-func (m *Metrics) GoogleTransport(next http.RoundTripper) http.RoundTripper {
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		resp, err := next.RoundTrip(r)
-		status := "error"
-		if err == nil {
-			status = strconv.Itoa(resp.StatusCode)
-		}
-		m.GoogleRequests.WithLabelValues(googleEndpoint(r), status).Inc()
-		return resp, err
-	})
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// googleEndpoint names a Calendar API request without its ids.
-func googleEndpoint(r *http.Request) string {
-	p := r.URL.Path
-	switch {
-	case strings.HasSuffix(p, "/channels/stop"):
-		return "channels.stop"
-	case strings.HasSuffix(p, "/events/watch"):
-		return "events.watch"
-	case strings.HasSuffix(p, "/events") && r.Method == http.MethodGet:
-		return "events.list"
-	case strings.Contains(p, "/events/") && r.Method == http.MethodPatch:
-		return "events.patch"
-	case strings.Contains(p, "/events/") && r.Method == http.MethodGet:
-		return "events.get"
-	}
-	return "other"
+	ch <- prometheus.MustNewConstMetric(descGone, prometheus.GaugeValue, float64(g.CalendarsGone))
+	ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(g.OpenDeadLetters))
 }

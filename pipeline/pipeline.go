@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -16,6 +16,10 @@ import (
 
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/provider"
+	"github.com/rapportsync/rapport/internal/ratelimit"
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/pipeline/plan"
 	"github.com/rapportsync/rapport/rules"
 )
 
@@ -27,29 +31,46 @@ type Vault interface {
 	MarkNeedsReauth(ctx context.Context, connID, reason string) error
 }
 
-// CalendarConn is what a calendar client is built from.
-type CalendarConn struct {
-	ID     string
-	Tokens oauth2.TokenSource
-	// Throttle waits for the connection's client-side rate limit, shared
-	// by every process through Redis; pass it to the client.
-	Throttle func(ctx context.Context) error
+// Registry finds the providers a connection names.
+type Registry struct {
+	calendars map[string]calendar.Provider
+	crms      map[string]crm.Provider
 }
 
-// Providers builds provider clients for a connection's token source.
-type Providers struct {
-	// Calendar builds a Google Calendar source.
-	Calendar func(ctx context.Context, c CalendarConn) (calendar.Source, error)
-	// CRM builds a HubSpot sink for a portal (empty before it is known).
-	CRM func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error)
+// NewRegistry registers calendar providers and CRMs by their names.
+func NewRegistry(cals []calendar.Provider, crms []crm.Provider) Registry {
+	r := Registry{calendars: map[string]calendar.Provider{}, crms: map[string]crm.Provider{}}
+	for _, c := range cals {
+		r.calendars[c.Name()] = c
+	}
+	for _, c := range crms {
+		r.crms[c.Name()] = c
+	}
+	return r
+}
+
+// Calendar returns the calendar provider of a name.
+func (r Registry) Calendar(name string) (calendar.Provider, bool) {
+	p, ok := r.calendars[name]
+	return p, ok
+}
+
+// CRM returns the CRM of a name.
+func (r Registry) CRM(name string) (crm.Provider, bool) {
+	p, ok := r.crms[name]
+	return p, ok
 }
 
 // Config configures a Pipeline. Zero fields take the defaults in comments.
 type Config struct {
-	Pool      *pgxpool.Pool
-	Redis     redis.UniversalClient
-	Vault     Vault
-	Providers Providers
+	Pool  *pgxpool.Pool
+	Redis redis.UniversalClient
+	Vault Vault
+	// Providers are the calendar providers and CRMs, found by name.
+	Providers Registry
+	// Limiter paces provider requests across processes; default: one in
+	// Redis.
+	Limiter provider.Limiter
 	// Rules returns the rule set in force; nil → rules.Default().
 	Rules func() *rules.Set
 	// PublicURL is the base of the webhook addresses given to providers.
@@ -67,9 +88,6 @@ type Config struct {
 	// BatchDelay is how long CRM writes wait to be batched (1 s, Asynq's
 	// minimum grace period); BatchMaxDelay caps it (1 s).
 	BatchDelay, BatchMaxDelay time.Duration
-	// GooglePerMinute is the client-side limit of Google requests per
-	// connection (user), shared through Redis: 540, 90% of Google's 600.
-	GooglePerMinute int
 	// Concurrency per queue (sync 4, crm 2, link 64, maintenance 1).
 	Concurrency map[string]int
 	Logger      *slog.Logger
@@ -92,9 +110,6 @@ func (c *Config) withDefaults() {
 	def(&c.SearchLag, 30*time.Second)
 	def(&c.BatchDelay, time.Second)
 	def(&c.BatchMaxDelay, time.Second)
-	if c.GooglePerMinute == 0 {
-		c.GooglePerMinute = 540
-	}
 	if c.Rules == nil {
 		d := rules.Default()
 		c.Rules = func() *rules.Set { return d }
@@ -108,13 +123,16 @@ func (c *Config) withDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	if c.Limiter == nil && c.Redis != nil {
+		c.Limiter = ratelimit.NewRedis(c.Redis)
+	}
 	c.Concurrency = QueueConcurrency(c.Concurrency)
 }
 
-// QueueConcurrency returns the workers per queue. Link workers are many
-// because each one paces itself to one Google user's limit (9 requests a
-// second): the write-back of 200 calendars needs many in parallel.: the defaults (sync 4,
-// crm 2, link 64, maintenance 1) overridden by set.
+// QueueConcurrency returns the workers per queue: the defaults (sync 4,
+// crm 2, link 64, maintenance 1) overridden by set. Link workers are many
+// because each one paces itself to one calendar user's limit: the
+// write-back of 200 calendars needs many in parallel.
 func QueueConcurrency(set map[string]int) map[string]int {
 	conc := map[string]int{QueueSync: 4, QueueCRM: 2, QueueLink: 64, QueueMaintenance: 1}
 	for q, n := range set {
@@ -131,29 +149,37 @@ func (c *Config) validate() error {
 		return errors.New("pipeline: Config.Redis is required")
 	case c.Vault == nil:
 		return errors.New("pipeline: Config.Vault is required")
-	case c.Providers.Calendar == nil || c.Providers.CRM == nil:
-		return errors.New("pipeline: Config.Providers needs Calendar and CRM")
+	case len(c.Providers.calendars) == 0 || len(c.Providers.crms) == 0:
+		return errors.New("pipeline: Config.Providers needs a calendar provider and a CRM")
 	case c.BatchDelay < time.Second:
 		return errors.New("pipeline: Config.BatchDelay must be at least 1s (Asynq's minimum grace period)")
 	}
 	return nil
 }
 
-// Pipeline is Rapport's sync: it enqueues and handles the Asynq tasks and
-// answers the admin API.
-type Pipeline struct {
+// core is what every part of the pipeline shares: the ledger, the queue,
+// the provider clients, the clock.
+type core struct {
 	cfg       Config
-	db        *pgxpool.Pool
+	ledger    *ledger.Store
 	rdb       redis.UniversalClient
 	queue     *asynq.Client
 	inspector *asynq.Inspector
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   *Metrics
+	indexes   *indexCache
+	clients   sync.Map // connection id → calendar.Source or crm.Sink
+}
 
-	limiter *redis_rate.Limiter
-	indexes *indexCache
-	clients sync.Map // connection id → calendar.Source or crm.Sink
+// Pipeline is Rapport's sync: the handlers of the Asynq tasks (sync, write,
+// link, reconcile) and the admin API's operations, over one core.
+type Pipeline struct {
+	*core
+	sync  *syncer
+	write *writer
+	link  *linker
+	rec   *reconciler
 }
 
 // New builds a Pipeline.
@@ -162,9 +188,9 @@ func New(cfg Config) (*Pipeline, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pipeline{
+	c := &core{
 		cfg:       cfg,
-		db:        cfg.Pool,
+		ledger:    ledger.New(cfg.Pool),
 		rdb:       cfg.Redis,
 		queue:     asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
@@ -172,42 +198,88 @@ func New(cfg Config) (*Pipeline, error) {
 		now:       cfg.Clock,
 		metrics:   cfg.Metrics,
 	}
-	p.indexes = newIndexCache(p.db)
-	p.limiter = redis_rate.NewLimiter(cfg.Redis)
+	c.indexes = newIndexCache(c.ledger)
+	p := &Pipeline{core: c, sync: &syncer{c}, write: &writer{c}, link: &linker{c}}
+	p.rec = &reconciler{core: c, sync: p.sync}
 	return p, nil
 }
 
-// source returns the calendar client of a connection.
-func (p *Pipeline) source(ctx context.Context, connID string) (calendar.Source, error) {
-	if v, ok := p.clients.Load(connID); ok {
+// source returns the calendar client of a calendar's connection.
+func (c *core) source(ctx context.Context, cal ledger.Calendar) (calendar.Source, error) {
+	if v, ok := c.clients.Load(cal.ConnectionID); ok {
 		return v.(calendar.Source), nil
 	}
-	src, err := p.cfg.Providers.Calendar(ctx, CalendarConn{ID: connID, Tokens: p.tokens(connID), Throttle: p.googleThrottle(connID)})
-	if err != nil {
-		return nil, fmt.Errorf("calendar client for connection %s: %w", connID, err)
+	prov, ok := c.cfg.Providers.Calendar(cal.Provider)
+	if !ok {
+		return nil, &provider.Error{Class: provider.Permanent, Op: "open", Err: fmt.Errorf("no calendar provider %q is configured", cal.Provider)}
 	}
-	v, _ := p.clients.LoadOrStore(connID, src)
+	src, err := prov.Open(ctx, calendar.Conn{ID: cal.ConnectionID, Account: cal.Owner, Tokens: c.tokens(cal.ConnectionID), Limiter: c.cfg.Limiter})
+	if err != nil {
+		return nil, fmt.Errorf("calendar client for connection %s: %w", cal.ConnectionID, err)
+	}
+	v, _ := c.clients.LoadOrStore(cal.ConnectionID, src)
 	return v.(calendar.Source), nil
 }
 
 // sink returns the CRM client of a connection.
-func (p *Pipeline) sink(ctx context.Context, connID, portalID string) (crm.Sink, error) {
-	if v, ok := p.clients.Load(connID); ok {
+func (c *core) sink(ctx context.Context, conn ledger.CRMConn) (crm.Sink, error) {
+	if v, ok := c.clients.Load(conn.ID); ok {
 		return v.(crm.Sink), nil
 	}
-	s, err := p.cfg.Providers.CRM(ctx, portalID, p.tokens(connID))
+	s, err := c.openSink(ctx, conn.Provider, crm.Conn{ID: conn.ID, Account: conn.Account, Tokens: c.tokens(conn.ID), Limiter: c.cfg.Limiter})
 	if err != nil {
-		return nil, fmt.Errorf("crm client for connection %s: %w", connID, err)
+		return nil, err
 	}
-	v, _ := p.clients.LoadOrStore(connID, s)
+	v, _ := c.clients.LoadOrStore(conn.ID, s)
 	return v.(crm.Sink), nil
 }
 
-func (p *Pipeline) rules() *rules.Set { return p.cfg.Rules() }
+func (c *core) openSink(ctx context.Context, name string, conn crm.Conn) (crm.Sink, error) {
+	prov, ok := c.cfg.Providers.CRM(name)
+	if !ok {
+		return nil, &provider.Error{Class: provider.Permanent, Op: "open", Err: fmt.Errorf("no CRM %q is configured", name)}
+	}
+	s, err := prov.Open(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("crm client for connection %s: %w", conn.ID, err)
+	}
+	return s, nil
+}
+
+// forget drops a connection's cached client: it is rebuilt, with a fresh
+// token cache, when the connection is re-authorised.
+func (c *core) forget(connID string) { c.clients.Delete(connID) }
+
+func (c *core) rules() *rules.Set { return c.cfg.Rules() }
+
+func (c *core) ownership() plan.Ownership { return plan.Ownership{Ownership: c.rules().Ownership()} }
+
+// window is the span of time meetings are logged in.
+func (c *core) window() plan.Window {
+	now := c.now()
+	return plan.Window{Min: now.Add(-c.cfg.Backfill), Max: now.Add(c.cfg.Lookahead)}
+}
 
 // tokens is a connection's token source, cached in memory until the token
-// nears expiry (the vault reads the database on every call). A client is
-// rebuilt, with a fresh cache, when the connection is re-authorised.
-func (p *Pipeline) tokens(connID string) oauth2.TokenSource {
-	return oauth2.ReuseTokenSource(nil, p.cfg.Vault.TokenSource(connID))
+// nears expiry (the vault reads the database on every call).
+func (c *core) tokens(connID string) oauth2.TokenSource {
+	return oauth2.ReuseTokenSource(nil, c.cfg.Vault.TokenSource(connID))
+}
+
+// MeetingKey is plan.MeetingKey: the key of a meeting across its copies.
+func MeetingKey(workspaceID, iCalUID string, originalStart time.Time) string {
+	return plan.MeetingKey(workspaceID, iCalUID, originalStart)
+}
+
+// Names lists the registered providers, sorted.
+func (r Registry) Names() []string {
+	var out []string
+	for n := range r.calendars {
+		out = append(out, n)
+	}
+	for n := range r.crms {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }

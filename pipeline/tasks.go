@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/pipeline/plan"
 )
 
 // Task types (ARCHITECTURE section 7).
@@ -45,29 +48,26 @@ type syncPayload struct {
 // writePayload is one meeting's CRM write. It carries the normalised event
 // transiently; PostgreSQL only ever sees its hash.
 type writePayload struct {
-	WorkspaceID  string    `json:"workspace_id"`
-	ConnectionID string    `json:"connection_id"`
-	Key          string    `json:"key"`
-	Hash         string    `json:"hash"`
-	Desired      desired   `json:"desired"`
-	SeenAt       time.Time `json:"seen_at,omitzero"`
+	WorkspaceID  string       `json:"workspace_id"`
+	ConnectionID string       `json:"connection_id"`
+	Key          string       `json:"key"`
+	Hash         string       `json:"hash"`
+	Desired      plan.Desired `json:"desired"`
+	SeenAt       time.Time    `json:"seen_at,omitzero"`
 	// DecidedAt is when the sync recorded the decision (the ledger row's
 	// updated_at once it commits): the write is queued before the commit,
 	// so a handler that sees an older row waits for it.
 	DecidedAt time.Time `json:"decided_at"`
 }
 
-// linkPayload writes CRM ids back into copies on one calendar.
-type linkPayload struct {
-	CalendarID string `json:"calendar_id"` // row id
-	Links      []link `json:"links"`
+func (w *writePayload) write() plan.Write {
+	return plan.Write{Key: w.Key, Hash: w.Hash, Desired: w.Desired, DecidedAt: w.DecidedAt}
 }
 
-// link is the write-back of one copy.
-type link struct {
-	EventID string `json:"event_id"`
-	Key     string `json:"key"`
-	CRMID   string `json:"crm_id"`
+// linkPayload writes CRM ids back into copies on one calendar.
+type linkPayload struct {
+	CalendarID string        `json:"calendar_id"` // row id
+	Links      []ledger.Link `json:"links"`
 }
 
 // indexPayload refreshes a workspace's company index.
@@ -89,12 +89,12 @@ func bucket(t time.Time, d time.Duration) string {
 
 // enqueue adds a task; a task id already taken means the same work is
 // queued or running, which is what we want, so it is not an error.
-func (p *Pipeline) enqueue(ctx context.Context, typ string, payload any, opts ...asynq.Option) error {
+func (c *core) enqueue(ctx context.Context, typ string, payload any, opts ...asynq.Option) error {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("encode %s payload: %w", typ, err)
 	}
-	_, err = p.queue.EnqueueContext(ctx, asynq.NewTask(typ, b), opts...)
+	_, err = c.queue.EnqueueContext(ctx, asynq.NewTask(typ, b), opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return nil
 	}
@@ -106,22 +106,22 @@ func (p *Pipeline) enqueue(ctx context.Context, typ string, payload any, opts ..
 
 // enqueueSync queues a sync of one calendar for one bump of its dirty
 // counter (see markDirty, the only caller).
-func (p *Pipeline) enqueueSync(ctx context.Context, calID string, dirty int64, full bool, seenAt time.Time) error {
+func (c *core) enqueueSync(ctx context.Context, calID string, dirty int64, full bool, seenAt time.Time) error {
 	id := "sync:" + calID + ":" + strconv.FormatInt(dirty, 10)
-	return p.enqueue(ctx, TaskSync, syncPayload{CalendarID: calID, Dirty: dirty, Full: full, SeenAt: seenAt},
+	return c.enqueue(ctx, TaskSync, syncPayload{CalendarID: calID, Dirty: dirty, Full: full, SeenAt: seenAt},
 		asynq.Queue(QueueSync), asynq.TaskID(id), asynq.MaxRetry(10), asynq.Timeout(30*time.Minute))
 }
 
 // enqueueWrite adds one meeting's write to its CRM connection's group; the
 // group is handed to crm:write:batch up to 100 at a time.
-func (p *Pipeline) enqueueWrite(ctx context.Context, w writePayload) error {
-	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(p.now(), time.Hour)
-	return p.enqueue(ctx, TaskWrite, w, asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
+func (c *core) enqueueWrite(ctx context.Context, w writePayload) error {
+	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(c.now(), time.Hour)
+	return c.enqueue(ctx, TaskWrite, w, asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
 }
 
 // enqueueLinks queues the write-backs of one calendar's copies as one task
 // (per 100), named by its content so a repeat is queued once.
-func (p *Pipeline) enqueueLinks(ctx context.Context, calID string, links []link) error {
+func (c *core) enqueueLinks(ctx context.Context, calID string, links []ledger.Link) error {
 	for len(links) > 0 {
 		n := min(len(links), batchSize)
 		h := sha256.New()
@@ -129,7 +129,7 @@ func (p *Pipeline) enqueueLinks(ctx context.Context, calID string, links []link)
 			h.Write([]byte(l.EventID + "\x00" + l.CRMID + "\x00"))
 		}
 		id := "link:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:32]
-		if err := p.enqueue(ctx, TaskLink, linkPayload{CalendarID: calID, Links: links[:n]}, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10)); err != nil {
+		if err := c.enqueue(ctx, TaskLink, linkPayload{CalendarID: calID, Links: links[:n]}, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10)); err != nil {
 			return err
 		}
 		links = links[n:]
@@ -143,7 +143,7 @@ const batchSize = 100
 
 // enqueueBatch queues a full batch of writes directly. Its id is derived
 // from the writes, so the same page applied twice queues it once.
-func (p *Pipeline) enqueueBatch(ctx context.Context, ws []writePayload) error {
+func (c *core) enqueueBatch(ctx context.Context, ws []writePayload) error {
 	raws := make([]json.RawMessage, len(ws))
 	h := sha256.New()
 	for i, w := range ws {
@@ -154,8 +154,8 @@ func (p *Pipeline) enqueueBatch(ctx context.Context, ws []writePayload) error {
 		raws[i] = b
 		h.Write([]byte(w.Key + w.Hash))
 	}
-	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(p.now(), time.Hour)
-	return p.enqueue(ctx, TaskWriteBatch, raws, asynq.Queue(QueueCRM), asynq.TaskID(id), asynq.MaxRetry(20), asynq.Timeout(10*time.Minute))
+	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(c.now(), time.Hour)
+	return c.enqueue(ctx, TaskWriteBatch, raws, asynq.Queue(QueueCRM), asynq.TaskID(id), asynq.MaxRetry(20), asynq.Timeout(10*time.Minute))
 }
 
 // aggregate combines a group's crm:write tasks into one crm:write:batch.

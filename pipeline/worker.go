@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
+
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/pipeline/plan"
 )
 
 // Worker runs the Asynq servers, one per queue so each queue has its own
@@ -27,13 +29,13 @@ type Worker struct {
 func (p *Pipeline) NewWorker() *Worker {
 	w := &Worker{p: p}
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(TaskSync, p.handleSync)
-	mux.HandleFunc(TaskWriteBatch, p.handleWriteBatch)
+	mux.HandleFunc(TaskSync, p.sync.handle)
+	mux.HandleFunc(TaskWriteBatch, p.write.handle)
 	mux.HandleFunc(TaskWrite, p.handleWriteSingle)
-	mux.HandleFunc(TaskLink, p.handleLink)
+	mux.HandleFunc(TaskLink, p.link.handle)
 	mux.HandleFunc(TaskRenew, p.handleRenew)
 	mux.HandleFunc(TaskIndex, p.handleIndex)
-	mux.HandleFunc(TaskReconcile, p.handleReconcile)
+	mux.HandleFunc(TaskReconcile, p.rec.handle)
 	mux.HandleFunc(TaskRefresh, p.handleRefresh)
 	mux.HandleFunc(TaskSchedule, p.handleSchedule)
 	logger := &asynqLogger{p.log}
@@ -109,9 +111,9 @@ func (p *Pipeline) taskFailed(ctx context.Context, t *asynq.Task, err error) {
 	if !isFailure(err) {
 		level = slog.LevelDebug // a wait (busy calendar, rate limit), not a failure
 	}
-	p.log.Log(ctx, level, "task failed", slog.String("task", t.Type()), slog.String("task_id", taskID), slog.Int("retry", n), slog.String("class", classLabel(err)), slog.String("error", err.Error()))
+	p.log.Log(ctx, level, "task failed", slog.String("task", t.Type()), slog.String("task_id", taskID), slog.Int("retry", n), slog.String("class", classLabel(err)), slog.String("error", scrub(err.Error())))
 	if n >= max {
-		p.deadLetter(ctx, "", t, "exhausted", refOf(t), err)
+		p.deadLetter(ctx, "", t, plan.DeadExhausted, refOf(t), err)
 	}
 }
 
@@ -119,7 +121,7 @@ func (p *Pipeline) taskFailed(ctx context.Context, t *asynq.Task, err error) {
 // being aggregated (it cannot normally happen: writes are grouped).
 func (p *Pipeline) handleWriteSingle(ctx context.Context, t *asynq.Task) error {
 	b, _ := json.Marshal([]json.RawMessage{t.Payload()})
-	return p.handleWriteBatch(ctx, asynq.NewTask(TaskWriteBatch, b))
+	return p.write.handle(ctx, asynq.NewTask(TaskWriteBatch, b))
 }
 
 // schedule is one periodic job.
@@ -173,82 +175,41 @@ func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
 	}
 	switch pl["name"] {
 	case "sync":
-		return p.forEachCalendar(ctx, func(id string) error {
-			return p.markDirty(ctx, id, false, time.Time{})
-		}, "")
-	case "index":
-		return p.forEachID(ctx, func(ws string) error {
-			return p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), time.Minute)))
-		}, `SELECT DISTINCT workspace_id::text FROM connections WHERE provider = 'hubspot' AND status = 'active'`)
-	case "renew":
-		return p.enqueue(ctx, TaskRenew, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("renew:"+bucket(p.now(), time.Minute)))
-	case "reconcile":
-		return p.forEachID(ctx, func(ws string) error {
-			_, err := p.StartReconcile(ctx, ReconcileRequest{WorkspaceID: ws})
+		cals, err := p.ledger.SyncableCalendars(ctx, ledger.CalendarFilter{})
+		if err != nil {
 			return err
-		}, `SELECT DISTINCT workspace_id::text FROM calendars`)
+		}
+		for _, id := range cals {
+			if err := p.markDirty(ctx, id, false, time.Time{}); err != nil {
+				return err
+			}
+		}
+	case "index":
+		wss, err := p.ledger.CRMWorkspaces(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, ws := range wss {
+			if err := p.enqueue(ctx, TaskIndex, indexPayload{WorkspaceID: ws}, asynq.Queue(QueueMaintenance), asynq.TaskID("index:"+ws+":"+bucket(p.now(), time.Minute))); err != nil {
+				return err
+			}
+		}
+	case "renew":
+		return p.enqueue(ctx, TaskRenew, renewPayload{}, asynq.Queue(QueueMaintenance), asynq.TaskID("renew:"+bucket(p.now(), time.Minute)))
+	case "reconcile":
+		wss, err := p.ledger.CalendarWorkspaces(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ws := range wss {
+			if _, err := p.StartReconcile(ctx, ReconcileRequest{WorkspaceID: ws}); err != nil {
+				return err
+			}
+		}
 	case "refresh":
 		return p.enqueue(ctx, TaskRefresh, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("refresh:"+bucket(p.now(), time.Minute)))
 	}
 	return nil
-}
-
-// forEachCalendar calls fn for every active calendar, narrowed by an
-// optional condition on c (calendars) and k (connections).
-func (p *Pipeline) forEachCalendar(ctx context.Context, fn func(id string) error, cond string, args ...any) error {
-	q := `SELECT c.id::text FROM calendars c JOIN connections k ON k.id = c.connection_id WHERE k.status = 'active' AND c.status <> 'paused'`
-	if cond != "" {
-		q += " AND " + cond
-	}
-	return p.forEachID(ctx, fn, q, args...)
-}
-
-// forEachID calls fn for each id the query returns (read in full first, so
-// fn may use the pool).
-func (p *Pipeline) forEachID(ctx context.Context, fn func(id string) error, query string, args ...any) error {
-	rows, err := p.db.Query(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := fn(id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *Pipeline) handleIndex(ctx context.Context, t *asynq.Task) error {
-	var pl indexPayload
-	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
-		return p.permanent(ctx, t, "", err)
-	}
-	err := p.RefreshIndex(ctx, pl.WorkspaceID, pl.Full)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return p.crmTaskError(ctx, t, pl.WorkspaceID, err)
-}
-
-// crmTaskError maps the error of a CRM call made outside a write batch.
-func (p *Pipeline) crmTaskError(ctx context.Context, t *asynq.Task, ws string, err error) error {
-	if err == nil {
-		return nil
-	}
-	switch classLabel(err) {
-	case "auth":
-		conn, cErr := p.crmConnection(ctx, ws)
-		if cErr == nil {
-			return p.reauth(ctx, t, ws, conn.ID, err)
-		}
-	case "permanent":
-		return p.permanent(ctx, t, ws, err)
-	}
-	return err
 }
 
 // handleRefresh refreshes tokens that expire soon, when the vault can.
@@ -261,6 +222,53 @@ func (p *Pipeline) handleRefresh(ctx context.Context, t *asynq.Task) error {
 	}
 	_, err := r.RefreshExpiring(ctx)
 	return err
+}
+
+// refOf extracts the ids of a task's payload for a dead letter: never the
+// event content a write payload carries.
+func refOf(t *asynq.Task) map[string]any {
+	ref := map[string]any{}
+	switch t.Type() {
+	case TaskSync:
+		var pl syncPayload
+		if json.Unmarshal(t.Payload(), &pl) == nil {
+			ref["calendar_id"] = pl.CalendarID
+		}
+	case TaskLink:
+		var pl linkPayload
+		if json.Unmarshal(t.Payload(), &pl) == nil {
+			ref["calendar_id"] = pl.CalendarID
+			var keys []string
+			for _, l := range pl.Links {
+				keys = append(keys, l.Key)
+			}
+			ref["meeting_keys"] = keys
+		}
+	case TaskWriteBatch:
+		var raws []json.RawMessage
+		if json.Unmarshal(t.Payload(), &raws) == nil {
+			var keys []string
+			for _, r := range raws {
+				var w writePayload
+				if json.Unmarshal(r, &w) == nil {
+					keys = append(keys, w.Key)
+					ref["crm_connection_id"] = w.ConnectionID
+				}
+			}
+			ref["meeting_keys"] = keys
+		}
+	case TaskIndex:
+		var pl indexPayload
+		if json.Unmarshal(t.Payload(), &pl) == nil {
+			ref["workspace_id"] = pl.WorkspaceID
+		}
+	case TaskRenew:
+		var pl renewPayload
+		if json.Unmarshal(t.Payload(), &pl) == nil && pl.CalendarID != "" {
+			ref["calendar_id"] = pl.CalendarID
+		}
+	}
+	return ref
 }
 
 // asynqLogger sends Asynq's own logs to slog.

@@ -36,7 +36,7 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 		b, _ := json.Marshal([]json.RawMessage{w})
 		return asynq.NewTask(TaskWriteBatch, b)
 	}
-	err = p.handleWriteBatch(ctx, batch(time.Now()))
+	err = p.write.handle(ctx, batch(time.Now()))
 	var ra *retryAfter
 	if !errors.As(err, &ra) {
 		t.Fatalf("write for a decision not yet committed: %v, want a retry", err)
@@ -46,18 +46,18 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 		VALUES ($1, $2, 'skipped', 'skip', 'default', 'v', 'h0', now() - interval '1 minute')`, ws, key); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.handleWriteBatch(ctx, batch(time.Now())); !errors.As(err, &ra) {
+	if err := p.write.handle(ctx, batch(time.Now())); !errors.As(err, &ra) {
 		t.Fatalf("write newer than the ledger row: %v, want a retry", err)
 	}
 	// A decision that never committed (the sync rolled back) is let go.
-	if err := p.handleWriteBatch(ctx, batch(time.Now().Add(-3*time.Minute))); err != nil {
+	if err := p.write.handle(ctx, batch(time.Now().Add(-3*time.Minute))); err != nil {
 		t.Fatalf("write for a decision that never committed: %v, want it dropped", err)
 	}
 	// A newer committed decision supersedes the write.
 	if _, err := pool.Exec(ctx, `UPDATE meetings SET desired_hash = 'h2', updated_at = now() WHERE meeting_key = $1`, key); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.handleWriteBatch(ctx, batch(time.Now().Add(-time.Second))); err != nil {
+	if err := p.write.handle(ctx, batch(time.Now().Add(-time.Second))); err != nil {
 		t.Fatalf("superseded write: %v, want it skipped", err)
 	}
 }

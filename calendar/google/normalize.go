@@ -21,7 +21,7 @@ func normalize(e *gcal.Event, calendarTZ string) (calendar.Event, error) {
 	// A cancelled instance of a live series, or a deleted event, may carry
 	// nothing but its identity. Keep exactly that, so Event.Minimal holds.
 	if e.Status == "cancelled" && e.Start == nil {
-		ev := calendar.Event{ID: e.Id, Status: calendar.StatusCancelled, RecurringEventID: e.RecurringEventId}
+		ev := calendar.Event{ID: e.Id, Status: calendar.StatusCancelled, RecurringEventID: e.RecurringEventId, Source: providerName}
 		if e.OriginalStartTime != nil {
 			t, _, err := instant(e.OriginalStartTime)
 			if err != nil {
@@ -36,6 +36,7 @@ func normalize(e *gcal.Event, calendarTZ string) (calendar.Event, error) {
 	}
 
 	ev := calendar.Event{
+		Source:           providerName,
 		ID:               e.Id,
 		ICalUID:          e.ICalUID,
 		RecurringEventID: e.RecurringEventId,

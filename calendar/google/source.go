@@ -29,6 +29,7 @@ const (
 	opWatch = "events.watch"
 	opStop  = "channels.stop"
 	opPatch = "events.patch"
+	opGet   = "events.get"
 )
 
 // Limits Google applies to private extended properties; it drops longer keys
@@ -76,6 +77,10 @@ type Config struct {
 	Throttle func(ctx context.Context) error
 	// Logger receives retry diagnostics at debug level. Default discards.
 	Logger *slog.Logger
+	// OnRequest, if set, is told of every HTTP request by endpoint name
+	// (events.list, events.patch, …) and status (0: no response): the
+	// metrics hook.
+	OnRequest func(endpoint string, status int)
 }
 
 func (c Config) withDefaults() Config {
@@ -137,7 +142,11 @@ type Source struct {
 	svc *gcal.Service
 }
 
-var _ calendar.Source = (*Source)(nil)
+var (
+	_ calendar.Source  = (*Source)(nil)
+	_ calendar.Watcher = (*Source)(nil)
+	_ calendar.Linker  = (*Source)(nil)
+)
 
 // New returns a Source that authorises its requests with tokens from ts. ts
 // is asked for a token on every request, so pass a caching source
@@ -151,8 +160,12 @@ func New(ctx context.Context, cfg Config, ts oauth2.TokenSource) (*Source, error
 		return nil, err
 	}
 	base := cfg.HTTPClient
+	transport := base.Transport
+	if cfg.OnRequest != nil {
+		transport = counting(transport, cfg.OnRequest)
+	}
 	client := &http.Client{
-		Transport:     &oauth2.Transport{Source: ts, Base: base.Transport},
+		Transport:     &oauth2.Transport{Source: ts, Base: transport},
 		CheckRedirect: base.CheckRedirect,
 		Jar:           base.Jar,
 		Timeout:       base.Timeout,
@@ -177,6 +190,9 @@ func New(ctx context.Context, cfg Config, ts oauth2.TokenSource) (*Source, error
 func (s *Source) List(ctx context.Context, req calendar.ListRequest) (calendar.Page, error) {
 	if req.CalendarID == "" {
 		return calendar.Page{}, &calendar.Error{Class: calendar.Permanent, Op: opList, Err: errors.New("calendar id required")}
+	}
+	if len(req.EventIDs) > 0 {
+		return s.get(ctx, req.CalendarID, req.EventIDs)
 	}
 	var res *gcal.Events
 	err := s.retry(ctx, opList, func(ctx context.Context) error {
@@ -213,6 +229,34 @@ func (s *Source) List(ctx context.Context, req calendar.ListRequest) (calendar.P
 		ev, err := normalize(item, res.TimeZone)
 		if err != nil {
 			return calendar.Page{}, &calendar.Error{Class: calendar.Permanent, Op: opList, Err: err}
+		}
+		page.Events = append(page.Events, ev)
+	}
+	return page, nil
+}
+
+// get reads events by id (events.get each): a page of just them, no
+// cursor. An event that no longer exists comes back as a minimal
+// cancellation.
+func (s *Source) get(ctx context.Context, calendarID string, ids []string) (calendar.Page, error) {
+	var page calendar.Page
+	for _, id := range ids {
+		var item *gcal.Event
+		err := s.retry(ctx, opGet, func(ctx context.Context) error {
+			var err error
+			item, err = s.svc.Events.Get(calendarID, id).Context(ctx).Do()
+			return err
+		})
+		if calendar.ClassOf(err) == calendar.NotFound {
+			page.Events = append(page.Events, calendar.Event{ID: id, Status: calendar.StatusCancelled, Source: providerName})
+			continue
+		}
+		if err != nil {
+			return calendar.Page{}, err
+		}
+		ev, err := normalize(item, "")
+		if err != nil {
+			return calendar.Page{}, &calendar.Error{Class: calendar.Permanent, Op: opGet, Err: err}
 		}
 		page.Events = append(page.Events, ev)
 	}

@@ -35,6 +35,7 @@ func stamp(t *testing.T, srv *calendartest.Server, cal string, ev calendar.Event
 	w := must[calendartest.Event](t)(srv.Get(cal, ev.ID))
 	ev.ETag = w.ETag
 	ev.Updated = must[time.Time](t)(time.Parse(time.RFC3339, w.Updated))
+	ev.Source = "google"
 	return ev
 }
 
@@ -221,6 +222,7 @@ func demo(t0 time.Time, attendees []calendar.Attendee) calendar.Event {
 func minimal(series string, orig time.Time) calendar.Event {
 	return calendar.Event{
 		ID:               calendartest.InstanceID(series, orig),
+		Source:           "google",
 		Status:           calendar.StatusCancelled,
 		RecurringEventID: series,
 		OriginalStart:    orig,

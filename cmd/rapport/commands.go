@@ -11,12 +11,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rapportsync/rapport/internal/app"
 	"github.com/rapportsync/rapport/migrations"
 	"github.com/rapportsync/rapport/rules"
 )
 
-func runMigrate(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
-	logger := c.logger(e.stderr)
+func runMigrate(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
+	logger := c.Logger(e.stderr)
 	n, err := migrations.Up(ctx, c.DatabaseURL, logger)
 	if err != nil {
 		return err
@@ -25,28 +26,28 @@ func runMigrate(ctx context.Context, e *env, c *Config, _ any, _ []string) error
 	return nil
 }
 
-func runServe(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
+func runServe(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
 	return runService(ctx, e, c, true, false)
 }
 
-func runWorker(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
+func runWorker(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
 	return runService(ctx, e, c, false, true)
 }
 
-func runAll(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
+func runAll(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
 	return runService(ctx, e, c, true, true)
 }
 
 // runService runs the HTTP server, the workers or both until SIGINT or
 // SIGTERM; SIGHUP reloads the rules.
-func runService(ctx context.Context, e *env, c *Config, serve, work bool) error {
-	logger := c.logger(e.stderr)
-	a, err := newApp(ctx, c, logger, nil)
+func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) error {
+	logger := c.Logger(e.stderr)
+	a, err := app.New(ctx, c, logger, app.Options{})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	a.watchRules(ctx)
+	a.WatchRules(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -60,25 +61,25 @@ func runService(ctx context.Context, e *env, c *Config, serve, work bool) error 
 					logger.Info("SIGHUP: no RAPPORT_RULES_DIR; the built-in rules stay")
 					continue
 				}
-				if err := a.rules.Reload(c.RulesDir); err != nil {
+				if err := a.Rules.Reload(c.RulesDir); err != nil {
 					logger.Error("SIGHUP: rules reload refused; the old rules stay", slog.Any("error", err))
 				} else {
-					logger.Info("SIGHUP: rules reloaded", slog.String("version", a.rules.Get().Version()))
+					logger.Info("SIGHUP: rules reloaded", slog.String("version", a.Rules.Get().Version()))
 				}
 			}
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	if serve {
-		g.Go(func() error { return a.serveHTTP(gctx, c.HTTPAddr, nil) })
+		g.Go(func() error { return a.Serve(gctx, c.HTTPAddr, nil) })
 	}
 	if work {
-		g.Go(func() error { return a.work(gctx) })
+		g.Go(func() error { return a.Work(gctx) })
 	}
 	return g.Wait()
 }
 
-func runRulesCheck(ctx context.Context, e *env, _ *Config, _ any, args []string) error {
+func runRulesCheck(ctx context.Context, e *env, _ *app.Config, _ any, args []string) error {
 	errs := rules.Check(args[0])
 	for _, err := range errs {
 		fmt.Fprintln(e.stderr, err)
@@ -94,7 +95,7 @@ func runRulesCheck(ctx context.Context, e *env, _ *Config, _ any, args []string)
 	return nil
 }
 
-func runRulesTest(ctx context.Context, e *env, _ *Config, _ any, args []string) error {
+func runRulesTest(ctx context.Context, e *env, _ *app.Config, _ any, args []string) error {
 	s, err := rules.Load(args[0])
 	if err != nil {
 		return printRuleErrors(e, err)

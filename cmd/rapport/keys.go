@@ -6,13 +6,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rapportsync/rapport/internal/app"
 	"github.com/rapportsync/rapport/pipeline/credentials"
 )
 
 // runKeysRotate re-encrypts every stored token with the first key of
 // RAPPORT_ENCRYPTION_KEYS, so an old key can then be removed.
-func runKeysRotate(ctx context.Context, e *env, c *Config, _ any, _ []string) error {
-	if err := c.requireService(); err != nil {
+func runKeysRotate(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
+	if err := c.RequireService(); err != nil {
 		return err
 	}
 	pool, err := pgxpool.New(ctx, c.DatabaseURL)
@@ -20,7 +21,7 @@ func runKeysRotate(ctx context.Context, e *env, c *Config, _ any, _ []string) er
 		return fmt.Errorf("database: %w", err)
 	}
 	defer pool.Close()
-	v, err := credentials.New(credentials.Config{Pool: pool, Keys: c.Keys, Logger: c.logger(e.stderr)})
+	v, err := credentials.New(credentials.Config{Pool: pool, Keys: c.Keys, Logger: c.Logger(e.stderr)})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,9 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/rapportsync/rapport/internal/app"
+	"github.com/rapportsync/rapport/internal/sim"
 )
 
 func main() {
@@ -39,7 +42,7 @@ type command struct {
 	config bool
 	// flags registers the command's own flags; may be nil.
 	flags func(fs *flag.FlagSet) any
-	run   func(ctx context.Context, e *env, c *Config, opts any, args []string) error
+	run   func(ctx context.Context, e *env, c *app.Config, opts any, args []string) error
 }
 
 // usageError is bad usage: exit status 2.
@@ -56,8 +59,8 @@ func commands() map[string]*command {
 		{name: "rules check", args: "DIR", summary: "load and compile every rule file of DIR; print file:line:col: message for each error", run: runRulesCheck},
 		{name: "rules test", args: "DIR", summary: "run the test cases in DIR/*_test.yaml; print N passed, N failed", run: runRulesTest},
 		{name: "keys rotate", summary: "re-encrypt every stored token with the first key of RAPPORT_ENCRYPTION_KEYS", config: true, run: runKeysRotate},
-		{name: "demo", summary: "run everything against simulated Google Calendar and HubSpot with sample data", flags: demoFlags, run: runDemo},
-		{name: "bench", summary: "measure the pipeline against the simulated providers", flags: benchFlags, run: runBench},
+		{name: "demo", summary: "run everything against simulated Google Calendar and HubSpot with sample data", flags: sim.DemoFlags, run: simCommand(sim.RunDemo)},
+		{name: "bench", summary: "measure the pipeline against the simulated providers", flags: sim.BenchFlags, run: simCommand(sim.RunBench)},
 	}
 	m := map[string]*command{}
 	for _, c := range cs {
@@ -115,9 +118,9 @@ var errReported = errors.New("failed")
 func (c *command) exec(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("rapport "+c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var load func(func(string) string) (*Config, error)
+	var load func(func(string) string) (*app.Config, error)
 	if c.config {
-		load = bindConfig(fs)
+		load = app.BindConfig(fs)
 	}
 	var opts any
 	if c.flags != nil {
@@ -137,7 +140,7 @@ func (c *command) exec(ctx context.Context, e *env, args []string) error {
 		}
 		return &usageError{fmt.Sprintf("want %s; see rapport %s --help", c.args, c.name)}
 	}
-	var cfg *Config
+	var cfg *app.Config
 	if load != nil {
 		var err error
 		if cfg, err = load(e.getenv); err != nil {
@@ -181,4 +184,20 @@ func printUsage(w io.Writer, cmds map[string]*command) {
 		fmt.Fprintf(w, "  %-17s %s\n", strings.TrimSpace(n+" "+c.args), c.summary)
 	}
 	fmt.Fprintln(w, "\nRun rapport COMMAND --help for a command's flags. Configuration comes from RAPPORT_* variables (see README.md).")
+}
+
+// simCommand runs a command of package sim (demo, bench), translating its
+// errors into the binary's.
+func simCommand(run func(context.Context, *sim.Env, any) error) func(context.Context, *env, *app.Config, any, []string) error {
+	return func(ctx context.Context, e *env, _ *app.Config, opts any, _ []string) error {
+		err := run(ctx, &sim.Env{Stdout: e.stdout, Stderr: e.stderr, Getenv: e.getenv}, opts)
+		var ue *sim.UsageError
+		switch {
+		case errors.Is(err, sim.ErrReported):
+			return errReported
+		case errors.As(err, &ue):
+			return &usageError{ue.Msg}
+		}
+		return err
+	}
 }

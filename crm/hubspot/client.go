@@ -19,10 +19,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"golang.org/x/oauth2"
 
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/provider"
 )
 
 // Paths (2026-03 date-versioned; account-info has no dated version).
@@ -49,8 +49,8 @@ type Client struct {
 	lim  *limiter
 	// The GCRA limits in force for the burst and the search windows: from
 	// the config, lowered when HubSpot's headers state a smaller limit.
-	general atomic.Pointer[redis_rate.Limit]
-	search  atomic.Pointer[redis_rate.Limit]
+	general atomic.Pointer[provider.Limit]
+	search  atomic.Pointer[provider.Limit]
 
 	tracePrefix string
 	traceSeq    atomic.Uint64
@@ -82,7 +82,7 @@ func New(cfg Config, ts oauth2.TokenSource) (*Client, error) {
 		cfg:         cfg,
 		ts:          ts,
 		base:        strings.TrimRight(cfg.BaseURL, "/"),
-		lim:         newLimiter(cfg.Redis),
+		lim:         newLimiter(cfg.Limiter),
 		tracePrefix: "rapport-" + hex.EncodeToString(b[:]),
 		portal:      cfg.PortalID,
 	}
@@ -205,7 +205,7 @@ func (c *Client) backoff(attempt int, wait time.Duration) time.Duration {
 }
 
 // throttle waits until the limiter lets one request through on key.
-func (c *Client) throttle(ctx context.Context, op, key string, lim redis_rate.Limit) error {
+func (c *Client) throttle(ctx context.Context, op, key string, lim provider.Limit) error {
 	for {
 		if d := c.lim.pausedFor(key); d > 0 {
 			if d > c.cfg.MaxWait {
@@ -248,7 +248,7 @@ func (c *Client) wait(ctx context.Context, op string, d time.Duration) error {
 // When the window is nearly spent — e.g. another client of the same app
 // uses the portal without sharing the limiter — the key pauses until the
 // interval has passed.
-func (c *Client) observe(key string, h http.Header, limits *atomic.Pointer[redis_rate.Limit]) {
+func (c *Client) observe(key string, h http.Header, limits *atomic.Pointer[provider.Limit]) {
 	rem, err := strconv.Atoi(h.Get(hdrRemain))
 	if err != nil {
 		return

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/rapportsync/rapport/internal/provider"
 )
 
 // DefaultBaseURL is HubSpot's API host.
@@ -59,9 +59,10 @@ type Config struct {
 	BaseURL string
 	// HTTPClient sends the requests. Default: a client with a 30 s timeout.
 	HTTPClient *http.Client
-	// Redis shares the rate limiter between processes. Nil: an in-process
-	// limiter only, which is right for a single process.
-	Redis redis.UniversalClient
+	// Limiter shares the portal's budget between processes (a Redis-backed
+	// provider.Limiter). Nil: an in-process limiter only, which is right
+	// for a single process.
+	Limiter provider.Limiter
 	// RateLimit is the portal's burst limit (RAPPORT_HUBSPOT_RATE_LIMIT).
 	// Default 100/10s. The client spends at most 90% of it.
 	RateLimit Limit

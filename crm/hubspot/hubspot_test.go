@@ -19,6 +19,7 @@ import (
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/crmtest"
 	"github.com/rapportsync/rapport/crm/hubspot"
+	"github.com/rapportsync/rapport/internal/ratelimit"
 	"github.com/rapportsync/rapport/internal/testenv"
 )
 
@@ -428,7 +429,7 @@ func TestTwoClientsShareTheLimitThroughRedis(t *testing.T) {
 	rdb := testenv.Redis(t)
 	limit := hubspot.Limit{Requests: 20, Window: 500 * time.Millisecond}
 	s := newFake(t, crmtest.Options{Limit: limit.Requests, Window: limit.Window})
-	cfg := hubspot.Config{Redis: rdb, RateLimit: limit, PortalID: s.PortalID(), MaxRetries: -1}
+	cfg := hubspot.Config{Limiter: ratelimit.NewRedis(rdb), RateLimit: limit, PortalID: s.PortalID(), MaxRetries: -1}
 	a, b := newClient(t, s, cfg), newClient(t, s, cfg)
 	start := time.Now()
 	runConcurrently(t, 30, a, b)

@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-	"github.com/redis/go-redis/v9"
+	"github.com/rapportsync/rapport/internal/provider"
+	"github.com/rapportsync/rapport/internal/ratelimit"
 )
 
 // The client-side limiter is a GCRA (redis_rate's algorithm), in Redis when
@@ -24,62 +24,40 @@ const safetyShare = 0.9
 
 // gcraLimit converts a rolling-window limit into a GCRA limit whose worst
 // case in any window stays within safetyShare of it.
-func gcraLimit(l Limit) redis_rate.Limit {
+func gcraLimit(l Limit) provider.Limit {
 	budget := int(float64(l.Requests) * safetyShare)
 	if budget >= l.Requests {
 		budget = l.Requests - 1
 	}
 	if budget < 2 {
 		// Too small a limit to keep a margin: one request per window.
-		return redis_rate.Limit{Rate: 1, Burst: 1, Period: l.Window}
+		return provider.Limit{Rate: 1, Burst: 1, Period: l.Window}
 	}
 	burst := max(1, budget/10)
-	return redis_rate.Limit{Rate: budget - burst, Burst: burst, Period: l.Window}
+	return provider.Limit{Rate: budget - burst, Burst: burst, Period: l.Window}
 }
 
+// limiter paces requests: through the shared limiter when the client has
+// one (every process shares the portal's budget), else in memory; and it
+// pauses keys after a 429.
 type limiter struct {
-	rl *redis_rate.Limiter // nil: in memory
+	shared provider.Limiter
 
 	mu     sync.Mutex
-	tat    map[string]time.Time // in-memory GCRA state per key
 	paused map[string]time.Time // no request on the key before this time
 }
 
-func newLimiter(rdb redis.UniversalClient) *limiter {
-	l := &limiter{tat: map[string]time.Time{}, paused: map[string]time.Time{}}
-	if rdb != nil {
-		l.rl = redis_rate.NewLimiter(rdb)
+func newLimiter(shared provider.Limiter) *limiter {
+	if shared == nil {
+		shared = ratelimit.NewMemory(nil)
 	}
-	return l
+	return &limiter{shared: shared, paused: map[string]time.Time{}}
 }
 
 // allow takes one request from key's budget, or says how long to wait
 // before asking again.
-func (l *limiter) allow(ctx context.Context, key string, lim redis_rate.Limit) (time.Duration, error) {
-	if l.rl != nil {
-		res, err := l.rl.Allow(ctx, key, lim)
-		if err != nil {
-			return 0, err
-		}
-		if res.Allowed > 0 {
-			return 0, nil
-		}
-		return max(res.RetryAfter, time.Millisecond), nil
-	}
-	interval := lim.Period / time.Duration(lim.Rate)
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	tat := l.tat[key]
-	if tat.Before(now) {
-		tat = now
-	}
-	next := tat.Add(interval)
-	if allowAt := next.Add(-time.Duration(lim.Burst) * interval); now.Before(allowAt) {
-		return allowAt.Sub(now), nil
-	}
-	l.tat[key] = next
-	return 0, nil
+func (l *limiter) allow(ctx context.Context, key string, lim provider.Limit) (time.Duration, error) {
+	return l.shared.Allow(ctx, key, lim)
 }
 
 // pause stops requests on key until now+d (or later, if already paused

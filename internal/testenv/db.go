@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rapportsync/rapport/migrations"
@@ -65,14 +64,14 @@ func NewDatabaseURL(t testing.TB) string {
 	t.Helper()
 	name := "rapport_test_" + randomHex(6)
 	registerRelease(func() { dropDatabase(name) })
-	return replaceDatabase(DatabaseURL(), name)
+	return migrations.WithDatabase(DatabaseURL(), name)
 }
 
 func createDatabase() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := "rapport_test_" + randomHex(6)
-	dsn := replaceDatabase(DatabaseURL(), name)
+	dsn := migrations.WithDatabase(DatabaseURL(), name)
 	registerRelease(func() { dropDatabase(name) })
 	if _, err := migrations.Up(ctx, dsn, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		return "", err
@@ -83,12 +82,7 @@ func createDatabase() (string, error) {
 func dropDatabase(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, DatabaseURL())
-	if err != nil {
-		return
-	}
-	defer conn.Close(ctx)
-	conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	_ = migrations.DropDatabase(ctx, DatabaseURL(), name)
 }
 
 func randomHex(n int) string {

@@ -9,8 +9,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
+
+	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
 const (
@@ -52,21 +53,21 @@ func (s tokenSource) Token() (*oauth2.Token, error) {
 
 // Token returns a valid access token of a connection; see TokenSource.
 func (v *Vault) Token(ctx context.Context, connID string) (*oauth2.Token, error) {
-	r, err := v.load(ctx, v.pool, connID, false)
+	r, err := v.load(ctx, connID)
 	if err != nil {
 		return nil, err
 	}
-	if r.status != StatusActive {
-		return nil, fmt.Errorf("connection %s is %s: %w", r.id, r.status, ErrNeedsReauth)
+	if r.Status != StatusActive {
+		return nil, fmt.Errorf("connection %s is %s: %w", r.ID, r.Status, ErrNeedsReauth)
 	}
-	tok, err := v.keys.open(r.id, r.keyID, r.ciphertext)
+	tok, err := v.keys.open(r.ID, r.KeyID, r.Ciphertext)
 	if err != nil {
 		return nil, err
 	}
 	if fresh(tok, v.clock(), expiryMargin) {
 		return public(tok), nil
 	}
-	res, err := v.refreshShared(ctx, r.id, expiryMargin)
+	res, err := v.refreshShared(ctx, r.ID, expiryMargin)
 	if err != nil {
 		return nil, err
 	}
@@ -104,22 +105,28 @@ func (v *Vault) refreshShared(ctx context.Context, connID string, margin time.Du
 // connection's advisory lock, the stored token is valid for more than
 // margin (another process refreshed it meanwhile).
 func (v *Vault) refresh(ctx context.Context, connID string, margin time.Duration) (refreshResult, error) {
-	tx, err := v.pool.Begin(ctx)
+	if !validUUID(connID) {
+		return refreshResult{}, fmt.Errorf("connection %q: %w", connID, ErrNotFound)
+	}
+	tx, err := v.ledger.Begin(ctx)
 	if err != nil {
 		return refreshResult{}, fmt.Errorf("refresh token of connection %s: %w", connID, err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, lockPrefix+connID); err != nil {
+	if err := tx.AdvisoryLock(ctx, lockPrefix+connID); err != nil {
 		return refreshResult{}, fmt.Errorf("refresh token of connection %s: lock: %w", connID, err)
 	}
-	r, err := v.load(ctx, tx, connID, true)
+	r, err := tx.LockConnection(ctx, connID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return refreshResult{}, fmt.Errorf("connection %s: %w", connID, ErrNotFound)
+	}
 	if err != nil {
 		return refreshResult{}, err
 	}
-	if r.status != StatusActive {
-		return refreshResult{}, fmt.Errorf("connection %s is %s: %w", r.id, r.status, ErrNeedsReauth)
+	if r.Status != StatusActive {
+		return refreshResult{}, fmt.Errorf("connection %s is %s: %w", r.ID, r.Status, ErrNeedsReauth)
 	}
-	tok, err := v.keys.open(r.id, r.keyID, r.ciphertext)
+	tok, err := v.keys.open(r.ID, r.KeyID, r.Ciphertext)
 	if err != nil {
 		return refreshResult{}, err
 	}
@@ -128,11 +135,11 @@ func (v *Vault) refresh(ctx context.Context, connID string, margin time.Duration
 	}
 	if tok.RefreshToken == "" {
 		return refreshResult{}, v.grantGone(ctx, tx, r, "no_refresh_token",
-			fmt.Sprintf("the %s access token expired and no refresh token is stored; re-authorise the connection", r.provider))
+			fmt.Sprintf("the %s access token expired and no refresh token is stored; re-authorise the connection", r.Provider))
 	}
-	oc := v.oauth[r.provider]
+	oc := v.oauth[r.Provider]
 	if oc == nil {
-		return refreshResult{}, fmt.Errorf("refresh token of connection %s: no OAuth client configured for %s", r.id, r.provider)
+		return refreshResult{}, fmt.Errorf("refresh token of connection %s: no OAuth client configured for %s", r.ID, r.Provider)
 	}
 
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, v.client)
@@ -140,9 +147,9 @@ func (v *Vault) refresh(ctx context.Context, connID string, margin time.Duration
 	if err != nil {
 		if code, ok := grantRejected(err); ok {
 			return refreshResult{}, v.grantGone(ctx, tx, r, code,
-				fmt.Sprintf("%s rejected the refresh token (%s); re-authorise the connection", r.provider, code))
+				fmt.Sprintf("%s rejected the refresh token (%s); re-authorise the connection", r.Provider, code))
 		}
-		return refreshResult{}, fmt.Errorf("refresh %s token of connection %s: %w", r.provider, r.id, refreshError(err))
+		return refreshResult{}, fmt.Errorf("refresh %s token of connection %s: %w", r.Provider, r.ID, refreshError(err))
 	}
 	if next.ExpiresIn > 0 {
 		// Our clock, not the library's, decides expiry everywhere else.
@@ -152,38 +159,35 @@ func (v *Vault) refresh(ctx context.Context, connID string, margin time.Duration
 	if next.RefreshToken == "" {
 		next.RefreshToken = tok.RefreshToken
 	}
-	keyID, ct, err := v.keys.seal(r.id, next)
+	keyID, ct, err := v.keys.seal(r.ID, next)
 	if err != nil {
 		return refreshResult{}, err
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE connections SET token_key_id = $2, token_ciphertext = $3, token_expires_at = $4,
-		    last_error = NULL, updated_at = now()
-		WHERE id = $1`, r.id, keyID, ct, expiresAt(next)); err != nil {
-		return refreshResult{}, fmt.Errorf("store refreshed token of connection %s: %w", r.id, err)
+	if err := tx.StoreToken(ctx, r.ID, keyID, ct, expiresAt(next), false); err != nil {
+		return refreshResult{}, fmt.Errorf("store refreshed token of connection %s: %w", r.ID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return refreshResult{}, fmt.Errorf("store refreshed token of connection %s: %w", r.id, err)
+		return refreshResult{}, fmt.Errorf("store refreshed token of connection %s: %w", r.ID, err)
 	}
-	v.log.DebugContext(ctx, "token refreshed", slog.String("connection_id", r.id),
-		slog.String("provider", r.provider), slog.Bool("refresh_token_rotated", rotated))
+	v.log.DebugContext(ctx, "token refreshed", slog.String("connection_id", r.ID),
+		slog.String("provider", r.Provider), slog.Bool("refresh_token_rotated", rotated))
 	return refreshResult{tok: next, refreshed: true}, nil
 }
 
 // grantGone marks the connection needs_reauth inside the refresh
 // transaction, commits, and returns the ErrNeedsReauth to hand out.
-func (v *Vault) grantGone(ctx context.Context, tx pgx.Tx, r *row, code, lastError string) error {
-	marked, err := v.markNeedsReauth(ctx, tx, r.id, lastError)
+func (v *Vault) grantGone(ctx context.Context, tx *ledger.Tx, r ledger.Sealed, code, lastError string) error {
+	marked, err := tx.MarkNeedsReauth(ctx, r.ID, lastError)
 	if err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("mark connection %s needs_reauth: %w", r.id, err)
+		return fmt.Errorf("mark connection %s needs_reauth: %w", r.ID, err)
 	}
 	if marked != nil {
 		v.reauthNeeded(ctx, marked, code)
 	}
-	return fmt.Errorf("connection %s: %s refresh failed (%s): %w", r.id, r.provider, code, ErrNeedsReauth)
+	return fmt.Errorf("connection %s: %s refresh failed (%s): %w", r.ID, r.Provider, code, ErrNeedsReauth)
 }
 
 // grantRejected reports whether a token endpoint error means the refresh
@@ -230,32 +234,18 @@ func refreshError(err error) error {
 // needs_reauth and not reported as errors.
 func (v *Vault) RefreshExpiring(ctx context.Context) (int, error) {
 	now := v.clock()
-	rows, err := v.pool.Query(ctx, `
-		SELECT id::text, token_expires_at FROM connections
-		WHERE status = 'active' AND token_expires_at IS NOT NULL AND token_expires_at <= $1
-		ORDER BY token_expires_at`, now.Add(scheduleMin+scheduleSpread))
-	if err != nil {
-		return 0, fmt.Errorf("refresh expiring tokens: %w", err)
-	}
-	type due struct {
-		id      string
-		expires time.Time
-	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (due, error) {
-		var d due
-		return d, row.Scan(&d.id, &d.expires)
-	})
+	list, err := v.ledger.ExpiringTokens(ctx, now.Add(scheduleMin+scheduleSpread))
 	if err != nil {
 		return 0, fmt.Errorf("refresh expiring tokens: %w", err)
 	}
 	n := 0
 	var errs []error
 	for _, d := range list {
-		window := refreshWindow(d.id)
-		if d.expires.Sub(now) > window {
+		window := refreshWindow(d.ID)
+		if d.ExpiresAt.Sub(now) > window {
 			continue
 		}
-		res, err := v.refreshShared(ctx, d.id, window)
+		res, err := v.refreshShared(ctx, d.ID, window)
 		switch {
 		case err == nil:
 			if res.refreshed {
@@ -265,7 +255,7 @@ func (v *Vault) RefreshExpiring(ctx context.Context) (int, error) {
 		case ctx.Err() != nil:
 			return n, fmt.Errorf("refresh expiring tokens: %w", ctx.Err())
 		default:
-			v.log.WarnContext(ctx, "scheduled token refresh failed", slog.String("connection_id", d.id),
+			v.log.WarnContext(ctx, "scheduled token refresh failed", slog.String("connection_id", d.ID),
 				slog.String("error", err.Error()))
 			errs = append(errs, err)
 		}

@@ -10,11 +10,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
 // Connection statuses, as the connections table spells them.
@@ -82,7 +83,7 @@ func (c *Config) validate() error {
 // access tokens. It is safe for concurrent use, and several processes may
 // share one database.
 type Vault struct {
-	pool     *pgxpool.Pool
+	ledger   *ledger.Store
 	keys     *keyring
 	oauth    map[string]*oauth2.Config
 	log      *slog.Logger
@@ -111,7 +112,7 @@ func New(cfg Config) (*Vault, error) {
 		}
 	}
 	return &Vault{
-		pool:     cfg.Pool,
+		ledger:   ledger.New(cfg.Pool),
 		keys:     kr,
 		oauth:    oauth,
 		log:      cfg.Logger,
@@ -147,7 +148,7 @@ func (v *Vault) Put(ctx context.Context, workspaceID, provider, account string, 
 var errRaced = errors.New("raced")
 
 func (v *Vault) put(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token) (string, error) {
-	tx, err := v.pool.Begin(ctx)
+	tx, err := v.ledger.Begin(ctx)
 	if err != nil {
 		return "", fmt.Errorf("put credentials: %w", err)
 	}
@@ -161,63 +162,49 @@ func (v *Vault) put(ctx context.Context, workspaceID, provider, account string, 
 	if err != nil {
 		return "", err
 	}
-	var inserted string
-	err = tx.QueryRow(ctx, `
-		INSERT INTO connections (id, workspace_id, provider, account, token_key_id, token_ciphertext, token_expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (workspace_id, provider, account) DO NOTHING
-		RETURNING id::text`,
-		id, workspaceID, provider, account, keyID, ct, expiresAt(tok)).Scan(&inserted)
-	switch {
-	case err == nil:
+	inserted, err := tx.InsertConnection(ctx, ledger.NewConnection{ID: id, WorkspaceID: workspaceID, Provider: provider, Account: account,
+		KeyID: keyID, Ciphertext: ct, ExpiresAt: expiresAt(tok)})
+	if err != nil {
+		return "", fmt.Errorf("put %s credentials of workspace %s: %w", provider, workspaceID, dbError(err))
+	}
+	if inserted {
 		if err := tx.Commit(ctx); err != nil {
 			return "", fmt.Errorf("put credentials: %w", err)
 		}
-		v.log.InfoContext(ctx, "connection stored", slog.String("connection_id", inserted),
+		v.log.InfoContext(ctx, "connection stored", slog.String("connection_id", id),
 			slog.String("workspace_id", workspaceID), slog.String("provider", provider))
-		return inserted, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return "", fmt.Errorf("put %s credentials of workspace %s: %w", provider, workspaceID, dbError(err))
+		return id, nil
 	}
 
 	// Re-authorisation of an existing connection.
-	var old row
-	err = tx.QueryRow(ctx, `
-		SELECT id::text, workspace_id::text, provider, status, token_key_id, token_ciphertext
-		FROM connections WHERE workspace_id = $1 AND provider = $2 AND account = $3
-		FOR UPDATE`, workspaceID, provider, account).
-		Scan(&old.id, &old.workspaceID, &old.provider, &old.status, &old.keyID, &old.ciphertext)
-	if errors.Is(err, pgx.ErrNoRows) {
+	old, err := tx.LockConnectionOf(ctx, workspaceID, provider, account)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return "", errRaced
 	}
 	if err != nil {
 		return "", fmt.Errorf("put %s credentials of workspace %s: %w", provider, workspaceID, err)
 	}
 	if tok.RefreshToken == "" {
-		if prev, err := v.keys.open(old.id, old.keyID, old.ciphertext); err == nil {
+		if prev, err := v.keys.open(old.ID, old.KeyID, old.Ciphertext); err == nil {
 			t := *tok
 			t.RefreshToken = prev.RefreshToken
 			tok = &t
 		}
 	}
-	keyID, ct, err = v.keys.seal(old.id, tok)
+	keyID, ct, err = v.keys.seal(old.ID, tok)
 	if err != nil {
 		return "", err
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE connections
-		SET token_key_id = $2, token_ciphertext = $3, token_expires_at = $4,
-		    status = 'active', last_error = NULL, updated_at = now()
-		WHERE id = $1`, old.id, keyID, ct, expiresAt(tok)); err != nil {
-		return "", fmt.Errorf("put credentials of connection %s: %w", old.id, err)
+	if err := tx.StoreToken(ctx, old.ID, keyID, ct, expiresAt(tok), true); err != nil {
+		return "", fmt.Errorf("put credentials of connection %s: %w", old.ID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return "", fmt.Errorf("put credentials of connection %s: %w", old.id, err)
+		return "", fmt.Errorf("put credentials of connection %s: %w", old.ID, err)
 	}
-	v.log.InfoContext(ctx, "connection re-authorised", slog.String("connection_id", old.id),
+	v.log.InfoContext(ctx, "connection re-authorised", slog.String("connection_id", old.ID),
 		slog.String("workspace_id", workspaceID), slog.String("provider", provider),
-		slog.String("previous_status", old.status))
-	return old.id, nil
+		slog.String("previous_status", old.Status))
+	return old.ID, nil
 }
 
 // Status returns the status of a connection: active, needs_reauth or
@@ -226,15 +213,14 @@ func (v *Vault) Status(ctx context.Context, connID string) (string, error) {
 	if !validUUID(connID) {
 		return "", fmt.Errorf("connection %q: %w", connID, ErrNotFound)
 	}
-	var status string
-	err := v.pool.QueryRow(ctx, `SELECT status FROM connections WHERE id = $1`, connID).Scan(&status)
-	if errors.Is(err, pgx.ErrNoRows) {
+	st, err := v.ledger.ConnStatus(ctx, connID)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return "", fmt.Errorf("connection %s: %w", connID, ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("status of connection %s: %w", connID, err)
 	}
-	return status, nil
+	return string(st), nil
 }
 
 // MarkNeedsReauth parks an active connection until it is re-authorised. The
@@ -245,7 +231,7 @@ func (v *Vault) MarkNeedsReauth(ctx context.Context, connID, reason string) erro
 	if !validUUID(connID) {
 		return fmt.Errorf("connection %q: %w", connID, ErrNotFound)
 	}
-	marked, err := v.markNeedsReauth(ctx, v.pool, connID, reason)
+	marked, err := v.ledger.MarkNeedsReauth(ctx, connID, reason)
 	if err != nil {
 		return err
 	}
@@ -259,34 +245,12 @@ func (v *Vault) MarkNeedsReauth(ctx context.Context, connID, reason string) erro
 	return nil
 }
 
-// markNeedsReauth sets an active connection needs_reauth and returns its
-// row, or nil when it was not active.
-func (v *Vault) markNeedsReauth(ctx context.Context, q querier, connID, reason string) (*row, error) {
-	if len(reason) > 500 {
-		reason = reason[:500]
-	}
-	var r row
-	err := q.QueryRow(ctx, `
-		UPDATE connections SET status = 'needs_reauth', last_error = $2, updated_at = now()
-		WHERE id = $1 AND status = 'active'
-		RETURNING id::text, workspace_id::text, provider`, connID, reason).
-		Scan(&r.id, &r.workspaceID, &r.provider)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("mark connection %s needs_reauth: %w", connID, err)
-	}
-	r.status = StatusNeedsReauth
-	return &r, nil
-}
-
 // reauthNeeded logs and counts a connection that just turned needs_reauth.
-func (v *Vault) reauthNeeded(ctx context.Context, r *row, cause string) {
+func (v *Vault) reauthNeeded(ctx context.Context, r *ledger.ConnRef, cause string) {
 	v.log.WarnContext(ctx, "connection needs re-authorisation",
-		slog.String("connection_id", r.id), slog.String("workspace_id", r.workspaceID),
-		slog.String("provider", r.provider), slog.String("cause", cause))
-	v.onReauth(r.id, r.provider)
+		slog.String("connection_id", r.ID), slog.String("workspace_id", r.WorkspaceID),
+		slog.String("provider", r.Provider), slog.String("cause", cause))
+	v.onReauth(r.ID, r.Provider)
 }
 
 // Rotate re-encrypts with the first key every connection sealed with another
@@ -294,11 +258,7 @@ func (v *Vault) reauthNeeded(ctx context.Context, r *row, cause string) {
 // the other keys can be removed from RAPPORT_ENCRYPTION_KEYS. A row it
 // cannot open is reported and skipped; the others are still rotated.
 func (v *Vault) Rotate(ctx context.Context) (int, error) {
-	rows, err := v.pool.Query(ctx, `SELECT id::text FROM connections WHERE token_key_id <> $1 ORDER BY id`, v.keys.first)
-	if err != nil {
-		return 0, fmt.Errorf("rotate keys: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	ids, err := v.ledger.ConnectionsSealedWithout(ctx, v.keys.first)
 	if err != nil {
 		return 0, fmt.Errorf("rotate keys: %w", err)
 	}
@@ -325,68 +285,48 @@ func (v *Vault) Rotate(ctx context.Context) (int, error) {
 }
 
 func (v *Vault) rotateOne(ctx context.Context, id string) (bool, error) {
-	tx, err := v.pool.Begin(ctx)
+	tx, err := v.ledger.Begin(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer tx.Rollback(ctx)
-	r, err := v.load(ctx, tx, id, true)
-	if errors.Is(err, ErrNotFound) {
+	r, err := tx.LockConnection(ctx, id)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return false, nil // deleted meanwhile
 	}
 	if err != nil {
 		return false, err
 	}
-	if r.keyID == v.keys.first {
+	if r.KeyID == v.keys.first {
 		return false, nil
 	}
-	tok, err := v.keys.open(r.id, r.keyID, r.ciphertext)
+	tok, err := v.keys.open(r.ID, r.KeyID, r.Ciphertext)
 	if err != nil {
 		return false, err
 	}
-	keyID, ct, err := v.keys.seal(r.id, tok)
+	keyID, ct, err := v.keys.seal(r.ID, tok)
 	if err != nil {
 		return false, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE connections SET token_key_id = $2, token_ciphertext = $3, updated_at = now() WHERE id = $1`,
-		r.id, keyID, ct); err != nil {
-		return false, fmt.Errorf("connection %s: %w", r.id, err)
+	if err := tx.Reseal(ctx, r.ID, keyID, ct); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("connection %s: %w", r.id, err)
+		return false, fmt.Errorf("connection %s: %w", r.ID, err)
 	}
 	return true, nil
 }
 
-// row is a connection as the vault reads it.
-type row struct {
-	id, workspaceID, provider, status, keyID string
-	ciphertext                               []byte
-}
-
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// load reads a connection, locking it for the transaction when forUpdate.
-func (v *Vault) load(ctx context.Context, q querier, connID string, forUpdate bool) (*row, error) {
+// load reads a connection's sealed tokens.
+func (v *Vault) load(ctx context.Context, connID string) (ledger.Sealed, error) {
 	if !validUUID(connID) {
-		return nil, fmt.Errorf("connection %q: %w", connID, ErrNotFound)
+		return ledger.Sealed{}, fmt.Errorf("connection %q: %w", connID, ErrNotFound)
 	}
-	sql := `SELECT id::text, workspace_id::text, provider, status, token_key_id, token_ciphertext
-		FROM connections WHERE id = $1`
-	if forUpdate {
-		sql += ` FOR UPDATE`
+	r, err := v.ledger.SealedConnection(ctx, connID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return r, fmt.Errorf("connection %s: %w", connID, ErrNotFound)
 	}
-	var r row
-	err := q.QueryRow(ctx, sql, connID).Scan(&r.id, &r.workspaceID, &r.provider, &r.status, &r.keyID, &r.ciphertext)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("connection %s: %w", connID, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load connection %s: %w", connID, err)
-	}
-	return &r, nil
+	return r, err
 }
 
 func expiresAt(tok *oauth2.Token) *time.Time {

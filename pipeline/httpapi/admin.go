@@ -125,21 +125,12 @@ func (s *Server) addConnection(w http.ResponseWriter, r *http.Request) {
 		bodyError(w, err)
 		return
 	}
-	switch in.Provider {
-	case providerGoogle, providerHubSpot:
-	case "":
-		writeError(w, http.StatusBadRequest, "invalid", `"provider" is required: google or hubspot`)
-		return
-	default:
-		writeError(w, http.StatusBadRequest, "invalid", "provider "+strconv.Quote(in.Provider)+" is not supported: google or hubspot")
+	if in.Provider == "" {
+		writeError(w, http.StatusBadRequest, "invalid", `"provider" is required: google, microsoft, calendly or hubspot`)
 		return
 	}
 	if in.AccessToken == "" && in.RefreshToken == "" {
 		writeError(w, http.StatusBadRequest, "invalid", `"access_token" or "refresh_token" is required`)
-		return
-	}
-	if in.Provider == providerGoogle && in.AccountEmail == "" {
-		writeError(w, http.StatusBadRequest, "invalid", `"account_email" is required for a google connection`)
 		return
 	}
 	ws := r.PathValue("ws")

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,8 +24,6 @@ import (
 )
 
 const (
-	providerGoogle  = "google"
-	providerHubSpot = "hubspot"
 	// stateTTL is how long a started OAuth flow may take.
 	stateTTL = 10 * time.Minute
 	// pkceCookie prefixes the cookie holding a flow's PKCE verifier; the
@@ -32,42 +31,57 @@ const (
 	pkceCookie = "rapport_pkce_"
 )
 
-// Default scopes: Google's calendar.events plus openid email, so that the
-// token response's id_token names the account; HubSpot's CRM scopes.
-var defaultScopes = map[string][]string{
-	providerGoogle: {"openid", "email", "https://www.googleapis.com/auth/calendar.events"},
-	providerHubSpot: {"crm.objects.contacts.read", "crm.objects.contacts.write",
-		"crm.objects.companies.read", "crm.objects.owners.read"},
-}
-
-// withOAuthDefaults copies oc, filling its redirect URL and scopes.
-func withOAuthDefaults(provider string, oc *oauth2.Config, publicURL string) *oauth2.Config {
-	c := *oc
-	if c.RedirectURL == "" {
-		c.RedirectURL = publicURL + "/oauth/" + provider + "/callback"
-	}
-	if len(c.Scopes) == 0 {
-		c.Scopes = defaultScopes[provider]
-	}
-	return &c
+// OAuthProvider is one provider's OAuth client and what the flow needs to
+// know of it: the registry entry the start and callback find by name.
+type OAuthProvider struct {
+	// Title is the provider's name for people ("Google Calendar").
+	Title string
+	// Config is the OAuth client. An empty RedirectURL becomes PublicURL +
+	// /oauth/{provider}/callback.
+	Config *oauth2.Config
+	// Options are added to the consent URL (Google's offline access).
+	Options []oauth2.AuthCodeOption
+	// Account names the account a token response signed in, for calendar
+	// providers (the connection's account e-mail); nil for a CRM, whose
+	// portal the pipeline learns itself.
+	Account func(ctx context.Context, tok *oauth2.Token) (string, error)
+	// Calendars are the calendar ids a new calendar connection registers
+	// (["primary"]); nil for a CRM.
+	Calendars []string
+	// LoginHint adds the expected account to the consent URL.
+	LoginHint bool
 }
 
 // oauthConfig returns the configured client of the path's provider, or
 // answers 404 (no such provider) or 503 (not configured).
-func (s *Server) oauthConfig(w http.ResponseWriter, r *http.Request) (string, *oauth2.Config, bool) {
+func (s *Server) oauthConfig(w http.ResponseWriter, r *http.Request) (string, OAuthProvider, bool) {
 	provider := r.PathValue("provider")
-	if provider != providerGoogle && provider != providerHubSpot {
-		writeError(w, http.StatusNotFound, "unknown_provider", "OAuth is offered for google and hubspot only")
-		return "", nil, false
+	op, ok := s.cfg.OAuth[provider]
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown_provider", "OAuth is offered for "+strings.Join(s.oauthNames(), ", ")+" only")
+		return "", op, false
 	}
-	oc := s.oauth[provider]
-	if oc == nil {
+	if op.Config == nil || op.Config.ClientID == "" {
 		env := strings.ToUpper(provider)
 		writeError(w, http.StatusServiceUnavailable, "not_configured",
 			fmt.Sprintf("%s OAuth is not configured: set RAPPORT_%s_CLIENT_ID and RAPPORT_%s_CLIENT_SECRET", provider, env, env))
-		return "", nil, false
+		return "", op, false
 	}
-	return provider, oc, true
+	c := *op.Config
+	if c.RedirectURL == "" {
+		c.RedirectURL = s.cfg.PublicURL + "/oauth/" + provider + "/callback"
+	}
+	op.Config = &c
+	return provider, op, true
+}
+
+func (s *Server) oauthNames() []string {
+	var names []string
+	for n := range s.cfg.OAuth {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // oauthStart sends the browser to the provider's consent page with a
@@ -80,7 +94,7 @@ func (s *Server) oauthConfig(w http.ResponseWriter, r *http.Request) (string, *o
 // flow's nonce, so a code and state leaked from the redirect cannot be
 // redeemed from another browser.
 func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
-	provider, oc, ok := s.oauthConfig(w, r)
+	provider, op, ok := s.oauthConfig(w, r)
 	if !ok {
 		return
 	}
@@ -128,18 +142,14 @@ func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 		Secure:   strings.HasPrefix(s.cfg.PublicURL, "https://"),
 		SameSite: http.SameSiteLaxMode,
 	})
-	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
-	if provider == providerGoogle {
-		// A refresh token every time, even when the user consented before.
-		opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
-		if st.Account != "" {
-			opts = append(opts, oauth2.SetAuthURLParam("login_hint", st.Account))
-		}
+	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}, op.Options...)
+	if op.LoginHint && st.Account != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", st.Account))
 	}
 	s.log.InfoContext(r.Context(), "oauth flow started", slog.String("request_id", RequestID(r.Context())),
 		slog.String("workspace_id", st.Workspace), slog.String("provider", provider))
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusFound)
+	http.Redirect(w, r, op.Config.AuthCodeURL(state, opts...), http.StatusFound)
 }
 
 // connectLinkResponse is the answer to POST .../connect-links.
@@ -224,7 +234,7 @@ func cleanParam(v string) bool {
 // registers the primary calendar, opens its channel and starts the initial
 // sync, and for HubSpot prepares the portal and loads the company index.
 func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
-	provider, oc, ok := s.oauthConfig(w, r)
+	provider, op, ok := s.oauthConfig(w, r)
 	if !ok {
 		return
 	}
@@ -258,7 +268,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, s.cfg.HTTPClient), 30*time.Second)
 	defer cancel()
-	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(c.Value))
+	tok, err := op.Config.Exchange(ctx, code, oauth2.VerifierOption(c.Value))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -280,16 +290,16 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		AllowExternalAccount: st.AllowExternal,
 		Replace:              st.Replace,
 	}
-	if provider == providerGoogle {
-		email, err := idTokenEmail(tok)
+	if op.Account != nil {
+		account, err := op.Account(ctx, tok)
 		if err != nil {
-			s.log.ErrorContext(ctx, "google token response without an e-mail", slog.String("request_id", RequestID(ctx)),
-				slog.String("workspace_id", st.Workspace), slog.String("error", err.Error()))
-			writeError(w, http.StatusBadGateway, "no_account", "Google did not say which account signed in: the openid and email scopes are needed")
+			s.log.ErrorContext(ctx, "token response names no account", slog.String("request_id", RequestID(ctx)),
+				slog.String("workspace_id", st.Workspace), slog.String("provider", provider), slog.String("error", err.Error()))
+			writeError(w, http.StatusBadGateway, "no_account", fmt.Sprintf("%s did not say which account signed in", op.Title))
 			return
 		}
-		in.AccountEmail = email
-		in.CalendarIDs = []string{"primary"}
+		in.AccountEmail = account
+		in.CalendarIDs = op.Calendars
 	}
 	conn, err := s.svc.AddConnection(ctx, st.Workspace, in)
 	if err != nil {
@@ -306,7 +316,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	successPage.Execute(w, struct {
 		Provider, Account, Workspace, Connection string
-	}{providerName(provider), conn.Account, st.Workspace, conn.ID})
+	}{op.Title, conn.Account, st.Workspace, conn.ID})
 }
 
 var successPage = template.Must(template.New("ok").Parse(`<!doctype html>
@@ -317,13 +327,6 @@ var successPage = template.Must(template.New("ok").Parse(`<!doctype html>
 (workspace <code>{{.Workspace}}</code>, connection <code>{{.Connection}}</code>).</p>
 <p>You can close this window.</p></body></html>
 `))
-
-func providerName(p string) string {
-	if p == providerHubSpot {
-		return "HubSpot"
-	}
-	return "Google"
-}
 
 func wantsJSON(r *http.Request) bool {
 	a := r.Header.Get("Accept")
@@ -430,33 +433,4 @@ func safeCode(c string) string {
 		}
 	}
 	return b.String()
-}
-
-// idTokenEmail reads the "email" claim of the id_token in a Google token
-// response. The token came straight from Google's token endpoint over TLS,
-// so its payload is trusted without checking the signature (OpenID Connect
-// Core 3.1.3.7).
-func idTokenEmail(tok *oauth2.Token) (string, error) {
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		return "", errors.New("no id_token in the token response")
-	}
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", errors.New("id_token is not a JWT")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return "", errors.New("id_token payload is not base64url")
-	}
-	var claims struct {
-		Email string `json:"email"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return "", errors.New("id_token payload is not JSON")
-	}
-	if claims.Email == "" || !strings.Contains(claims.Email, "@") {
-		return "", errors.New("id_token has no email claim")
-	}
-	return strings.ToLower(claims.Email), nil
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/rapportsync/rapport/calendar/google"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -105,8 +107,12 @@ func newOAuthEnv(t *testing.T, mutate ...func(*Config)) *oauthEnv {
 	t.Cleanup(o.srv.Close)
 	o.env = newEnv(t, append([]func(*Config){func(c *Config) {
 		c.PublicURL = o.srv.URL
-		c.Google = o.google.config()
-		c.HubSpot = o.hubspot.config()
+		c.OAuth = map[string]OAuthProvider{
+			"google": {Title: "Google Calendar", Config: withScopes(o.google.config(), google.Scopes...), Calendars: []string{"primary"}, LoginHint: true,
+				Options: []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent")},
+				Account: func(_ context.Context, tok *oauth2.Token) (string, error) { return google.AccountFromToken(tok) }},
+			"hubspot": {Title: "HubSpot", Config: o.hubspot.config()},
+		}
 	}}, mutate...)...)
 	h = o.env.h
 	jar, _ := cookiejar.New(nil)
@@ -422,7 +428,10 @@ func TestOAuthStartRejects(t *testing.T) {
 		}
 	}
 
-	none := newEnv(t) // no OAuth clients configured
+	// Known providers without a client id configured.
+	none := newEnv(t, func(c *Config) {
+		c.OAuth = map[string]OAuthProvider{"google": {Title: "Google Calendar", Config: &oauth2.Config{}}, "hubspot": {Title: "HubSpot"}}
+	})
 	for _, target := range []string{"/oauth/google/start?workspace=ws-1", "/oauth/hubspot/callback?code=x&state=y"} {
 		w := none.do("GET", target, "")
 		checkError(t, w.Code, w.Body.String(), 503, "not_configured")
@@ -547,4 +556,9 @@ func TestStateSignature(t *testing.T) {
 			t.Errorf("state changed at byte %d accepted", i)
 		}
 	}
+}
+
+func withScopes(c *oauth2.Config, scopes ...string) *oauth2.Config {
+	c.Scopes = scopes
+	return c
 }

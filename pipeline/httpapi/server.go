@@ -18,7 +18,6 @@ import (
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/oauth2"
 
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/pipeline"
@@ -44,11 +43,12 @@ type Service interface {
 	// used (pipeline.ErrForbidden when used already or expired).
 	CreateConnectLink(ctx context.Context, workspaceID string, in pipeline.ConnectLinkInput) (pipeline.ConnectLink, error)
 	UseConnectLink(ctx context.Context, id string) (pipeline.ConnectLink, error)
-	// GoogleNotification verifies a parsed notification against the stored
-	// channel (unknown channel → pipeline.ErrNotFound, token mismatch →
-	// pipeline.ErrInvalid) and, for a change, marks the calendar dirty and
-	// enqueues its sync.
-	GoogleNotification(ctx context.Context, n calendar.Notification) error
+	// Notify handles a calendar provider's push request: it parses it,
+	// verifies each notification against its stored channel and queues
+	// the syncs, or returns a reply to send verbatim (a handshake).
+	// pipeline.ErrNotFound: unknown provider or channel; ErrInvalid:
+	// malformed; ErrForbidden: does not verify.
+	Notify(ctx context.Context, provider string, req calendar.WebhookRequest) (*calendar.Reply, error)
 	// CRMChanged enqueues a company index refresh for the HubSpot portal.
 	CRMChanged(ctx context.Context, portalID string) error
 	// Ready checks PostgreSQL, Redis and that migrations are current.
@@ -71,12 +71,10 @@ type Config struct {
 	// PublicURL is RAPPORT_PUBLIC_URL: the base of the OAuth redirect URLs
 	// and of the webhook address HubSpot signs. Required.
 	PublicURL string
-	// Google and HubSpot are the OAuth clients. Nil: that provider's OAuth
-	// endpoints answer 503 "not configured". An empty RedirectURL becomes
-	// PublicURL + /oauth/{provider}/callback; empty Scopes get the defaults
-	// (Google: openid email calendar.events; HubSpot: the CRM scopes of
-	// PROVIDERS.md).
-	Google, HubSpot *oauth2.Config
+	// OAuth holds the OAuth providers by name (google, microsoft,
+	// calendly, hubspot). A provider missing here answers 404; one without
+	// a client id answers 503 "not configured".
+	OAuth map[string]OAuthProvider
 	// StateKey signs the OAuth state (HMAC-SHA256), at least 32 bytes. Every
 	// serve process must share it. Empty: a random key, which only works when
 	// one process serves both the start and the callback of a flow.
@@ -146,7 +144,6 @@ type Server struct {
 	log     *slog.Logger
 	clock   func() time.Time
 	handler http.Handler
-	oauth   map[string]*oauth2.Config
 	queues  *asynqmon.HTTPHandler
 	metrics *httpMetrics
 }
@@ -164,14 +161,8 @@ func New(cfg Config) (http.Handler, error) {
 		if _, err := rand.Read(s.cfg.StateKey); err != nil {
 			return nil, fmt.Errorf("httpapi: state key: %w", err)
 		}
-		if cfg.Google != nil || cfg.HubSpot != nil {
+		if len(cfg.OAuth) > 0 {
 			s.log.Warn("no OAuth state key configured: using a random one; an OAuth flow must start and finish on this process")
-		}
-	}
-	s.oauth = map[string]*oauth2.Config{}
-	for name, oc := range map[string]*oauth2.Config{providerGoogle: cfg.Google, providerHubSpot: cfg.HubSpot} {
-		if oc != nil {
-			s.oauth[name] = withOAuthDefaults(name, oc, cfg.PublicURL)
 		}
 	}
 	if cfg.RedisConnOpt != nil {
@@ -237,10 +228,9 @@ func (s *Server) routes() http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", s.adminAuth(jsonErrors(admin)))
-	mux.HandleFunc("POST /webhooks/google", s.googleWebhook)
 	mux.HandleFunc("POST /webhooks/hubspot", s.hubspotWebhook)
-	mux.HandleFunc("POST /webhooks/microsoft", notSupported("microsoft"))
-	mux.HandleFunc("POST /webhooks/calendly", notSupported("calendly"))
+	mux.HandleFunc("POST /webhooks/{provider}", s.calendarWebhook)
+	mux.HandleFunc("POST /webhooks/{provider}/{rest...}", s.calendarWebhook)
 	mux.HandleFunc("GET /oauth/{provider}/start", s.oauthStart)
 	mux.HandleFunc("GET /oauth/{provider}/callback", s.oauthCallback)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -274,13 +264,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-func notSupported(provider string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotImplemented, "not_implemented",
-			provider+" webhooks are not supported yet")
-	}
 }
 
 // ---- request ids, access log, metrics, panics

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/calendar/google"
 	"github.com/rapportsync/rapport/internal/testenv"
 	"github.com/rapportsync/rapport/pipeline"
 )
@@ -169,6 +170,12 @@ func (f *fakeService) AddConnection(ctx context.Context, ws string, in pipeline.
 	if err := f.workspace(ws); err != nil {
 		return pipeline.Connection{}, err
 	}
+	switch {
+	case in.Provider != "google" && in.Provider != "hubspot":
+		return pipeline.Connection{}, fmt.Errorf("provider %q: want google or hubspot: %w", in.Provider, pipeline.ErrInvalid)
+	case in.Provider == "google" && in.AccountEmail == "":
+		return pipeline.Connection{}, fmt.Errorf("account_email is required: %w", pipeline.ErrInvalid)
+	}
 	f.added = append(f.added, addedConnection{ws, in})
 	account := in.AccountEmail
 	if in.Provider == "hubspot" {
@@ -305,20 +312,37 @@ func (f *fakeService) RetryDeadLetter(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (f *fakeService) GoogleNotification(ctx context.Context, n calendar.Notification) error {
+// Notify mirrors the pipeline's webhook handling for Google: parse, find
+// the channel, verify its token, queue a sync for a change. A handshake
+// provider ("echo") answers its validation token, as Graph needs.
+func (f *fakeService) Notify(ctx context.Context, provider string, req calendar.WebhookRequest) (*calendar.Reply, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if provider == "echo" {
+		if v := req.Query.Get("validationToken"); v != "" {
+			return &calendar.Reply{Status: 200, ContentType: "text/plain; charset=utf-8", Body: v}, nil
+		}
+		return nil, fmt.Errorf("echo wants a validation token: %w", pipeline.ErrInvalid)
+	}
+	if provider != "google" {
+		return nil, fmt.Errorf("provider %q: %w", provider, pipeline.ErrNotFound)
+	}
+	_, ns, err := google.Parser{}.ParseWebhook(req)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, pipeline.ErrInvalid)
+	}
+	n := ns[0]
 	ch, ok := f.channels[n.ChannelID]
 	if !ok || ch.resource != n.ResourceID {
-		return fmt.Errorf("channel %q: %w", n.ChannelID, pipeline.ErrNotFound)
+		return nil, fmt.Errorf("channel %q: %w", n.ChannelID, pipeline.ErrNotFound)
 	}
 	if !calendar.VerifyToken(n.Token, calendar.HashToken(ch.token)) {
-		return fmt.Errorf("channel %q: %w", n.ChannelID, pipeline.ErrInvalid)
+		return nil, fmt.Errorf("channel %q: %w", n.ChannelID, pipeline.ErrForbidden)
 	}
 	if n.State == calendar.StateChanged {
 		f.enqueued = append(f.enqueued, ch.calendar)
 	}
-	return nil
+	return nil, nil
 }
 
 func (f *fakeService) CRMChanged(ctx context.Context, portalID string) error {

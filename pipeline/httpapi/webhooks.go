@@ -8,13 +8,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/rapportsync/rapport/calendar/google"
+	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -22,43 +23,53 @@ import (
 // mark, enqueue.
 const webhookTimeout = 5 * time.Second
 
-// googleWebhook verifies a Google Calendar push notification and hands it
-// to the pipeline, which enqueues the calendar's sync for a change and does
-// nothing for the sync handshake.
-func (s *Server) googleWebhook(w http.ResponseWriter, r *http.Request) {
+// calendarWebhook hands a calendar provider's push request to the
+// pipeline, which parses it, answers a handshake, verifies every
+// notification against its stored channel and, for a change, queues the
+// calendar's sync — nothing more, so the answer is immediate. Nothing is
+// queued for a malformed (400), oversized (413), forged (403) or unknown
+// (404) request.
+func (s *Server) calendarWebhook(w http.ResponseWriter, r *http.Request) {
+	provider := r.PathValue("provider")
 	body, err := s.readBody(w, r)
 	if err != nil {
-		s.countWebhook("google", "bad_request")
+		s.countWebhook(provider, "bad_request")
 		bodyError(w, err)
 		return
 	}
-	n, err := google.ParseNotification(r.Header, body)
-	if err != nil {
-		s.countWebhook("google", "malformed")
-		writeError(w, http.StatusBadRequest, "malformed_notification", err.Error())
-		return
+	rest := r.PathValue("rest")
+	if rest != "" {
+		rest = "/" + rest
 	}
+	req := calendar.WebhookRequest{Header: r.Header, Query: r.URL.Query(), Path: rest, Body: body, Received: s.clock()}
 	ctx, cancel := context.WithTimeout(r.Context(), webhookTimeout)
 	defer cancel()
-	err = s.svc.GoogleNotification(ctx, n)
+	reply, err := s.svc.Notify(ctx, provider, req)
 	switch {
+	case err == nil && reply != nil:
+		s.countWebhook(provider, "handshake")
+		w.Header().Set("Content-Type", reply.ContentType)
+		w.WriteHeader(reply.Status)
+		io.WriteString(w, reply.Body)
 	case err == nil:
-		s.countWebhook("google", string(n.State))
+		s.countWebhook(provider, "accepted")
 		w.WriteHeader(http.StatusOK)
 	case errors.Is(err, pipeline.ErrNotFound):
-		s.countWebhook("google", "unknown_channel")
-		s.log.InfoContext(ctx, "notification for an unknown channel", slog.String("request_id", RequestID(ctx)),
-			slog.String("channel_id", n.ChannelID))
+		s.countWebhook(provider, "unknown_channel")
+		s.log.InfoContext(ctx, "notification for an unknown provider or channel", slog.String("request_id", RequestID(ctx)), slog.String("provider", provider))
 		writeError(w, http.StatusNotFound, "unknown_channel", "no such channel")
 	case errors.Is(err, pipeline.ErrInvalid):
-		s.countWebhook("google", "bad_token")
-		s.log.WarnContext(ctx, "notification with a wrong channel token", slog.String("request_id", RequestID(ctx)),
-			slog.String("channel_id", n.ChannelID))
-		writeError(w, http.StatusForbidden, "bad_token", "channel token does not match")
+		s.countWebhook(provider, "malformed")
+		writeError(w, http.StatusBadRequest, "malformed_notification", err.Error())
+	case errors.Is(err, pipeline.ErrForbidden):
+		s.countWebhook(provider, "bad_token")
+		s.log.WarnContext(ctx, "notification that does not verify against its channel", slog.String("request_id", RequestID(ctx)), slog.String("provider", provider))
+		writeError(w, http.StatusForbidden, "bad_token", "the notification does not match its channel")
 	default:
-		// A 5xx makes Google retry, which is what a failed enqueue needs.
-		s.countWebhook("google", "error")
-		s.fail(w, r, "google notification", err)
+		// A 5xx makes the provider retry, which is what a failed enqueue
+		// needs.
+		s.countWebhook(provider, "error")
+		s.fail(w, r, provider+" notification", err)
 	}
 }
 

@@ -95,15 +95,22 @@ func TestGoogleWebhook(t *testing.T) {
 	}
 }
 
-func TestUnsupportedWebhooks(t *testing.T) {
+// TestProviderWebhooks: a provider's webhook reaches the pipeline by the
+// provider's name; an unknown provider is a 404 with nothing queued, and a
+// handshake reply is answered verbatim.
+func TestProviderWebhooks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	for _, p := range []string{"microsoft", "calendly"} {
-		w := e.do("POST", "/webhooks/"+p+"?validationToken=abc", `{"value":[]}`)
-		checkError(t, w.Code, w.Body.String(), http.StatusNotImplemented, "not_implemented")
-		if !strings.Contains(w.Body.String(), p) || !strings.Contains(w.Body.String(), "not supported yet") {
-			t.Errorf("%s: %s", p, w.Body)
-		}
+	w := e.do("POST", "/webhooks/nowhere", `{"value":[]}`)
+	checkError(t, w.Code, w.Body.String(), http.StatusNotFound, "unknown_channel")
+	w = e.do("POST", "/webhooks/echo/lifecycle?validationToken=a%2Bb%20c", "")
+	if w.Code != 200 || w.Body.String() != "a+b c" || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+		t.Errorf("handshake: %d %q %q", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	w = e.do("POST", "/webhooks/echo", "{}")
+	checkError(t, w.Code, w.Body.String(), http.StatusBadRequest, "malformed_notification")
+	if len(e.svc.enqueued) != 0 {
+		t.Errorf("queued %v", e.svc.enqueued)
 	}
 }
 

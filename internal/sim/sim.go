@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"bytes"
@@ -22,12 +22,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rapportsync/rapport/calendar/calendartest"
 	"github.com/rapportsync/rapport/crm/crmtest"
+	"github.com/rapportsync/rapport/internal/app"
 	"github.com/rapportsync/rapport/migrations"
 	"github.com/rapportsync/rapport/pipeline"
 )
@@ -55,17 +55,17 @@ type simOptions struct {
 	GoogleLatency time.Duration
 	// LogLevel of the logs written to stderr (warn).
 	LogLevel string
-	// Tweak adjusts the pipeline's tuning.
-	Tweak func(*pipeline.Config)
+	// App adjusts the App: the pipeline's tuning, the providers' limits.
+	App app.Options
 }
 
 type simulation struct {
 	o      simOptions
-	e      *env
+	e      *Env
 	google *calendartest.Server
 	hub    *crmtest.Server
-	app    *app
-	cfg    *Config
+	app    *app.App
+	cfg    *app.Config
 	log    *slog.Logger
 	insp   *asynq.Inspector
 	// base is the HTTP server's URL; token the admin token.
@@ -82,7 +82,7 @@ type simulation struct {
 
 // startSimulation prepares the database and Redis, starts the fakes and
 // runs Rapport. Close it.
-func startSimulation(ctx context.Context, e *env, o simOptions) (*simulation, error) {
+func startSimulation(ctx context.Context, e *Env, o simOptions) (*simulation, error) {
 	if o.LogLevel == "" {
 		o.LogLevel = "warn"
 	}
@@ -93,8 +93,8 @@ func startSimulation(ctx context.Context, e *env, o simOptions) (*simulation, er
 		o.RateLimit = "100/10s"
 	}
 	s := &simulation{o: o, e: e, http: &http.Client{Timeout: 60 * time.Second}}
-	s.log = slog.New(quietHandler{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: logLevels[o.LogLevel]})})
-	dbURL := e.getenv("RAPPORT_DATABASE_URL")
+	s.log = slog.New(quietHandler{slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: app.LogLevels[o.LogLevel]})})
+	dbURL := e.Getenv("RAPPORT_DATABASE_URL")
 	if dbURL == "" {
 		dbURL = "postgres://127.0.0.1:5432/rapport?sslmode=disable"
 	}
@@ -102,7 +102,7 @@ func startSimulation(ctx context.Context, e *env, o simOptions) (*simulation, er
 	if err != nil {
 		return nil, err
 	}
-	redisURL, err := freshRedis(ctx, e.getenv("RAPPORT_REDIS_URL"), o.RedisDB)
+	redisURL, err := freshRedis(ctx, e.Getenv("RAPPORT_REDIS_URL"), o.RedisDB)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func startSimulation(ctx context.Context, e *env, o simOptions) (*simulation, er
 		"RAPPORT_LOG_LEVEL":          o.LogLevel,
 	}
 	fs := flag.NewFlagSet("simulation", flag.ContinueOnError)
-	load := bindConfig(fs)
+	load := app.BindConfig(fs)
 	if err := fs.Parse(nil); err != nil {
 		ln.Close()
 		s.closeFakes()
@@ -151,23 +151,23 @@ func startSimulation(ctx context.Context, e *env, o simOptions) (*simulation, er
 		if v, ok := overrides[k]; ok {
 			return v
 		}
-		return e.getenv(k)
+		return e.Getenv(k)
 	})
 	if err != nil {
 		ln.Close()
 		s.closeFakes()
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	s.app, err = newApp(ctx, s.cfg, s.log, o.Tweak)
+	s.app, err = app.New(ctx, s.cfg, s.log, o.App)
 	if err != nil {
 		ln.Close()
 		s.closeFakes()
 		return nil, err
 	}
-	s.insp = asynq.NewInspectorFromRedisClient(s.app.rdb)
+	s.insp = asynq.NewInspectorFromRedisClient(s.app.Redis)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	w := s.app.pipeline.NewWorker()
+	w := s.app.Pipeline.NewWorker()
 	if err := w.Start(runCtx); err != nil {
 		cancel()
 		ln.Close()
@@ -178,7 +178,7 @@ func startSimulation(ctx context.Context, e *env, o simOptions) (*simulation, er
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		s.fail(s.app.serveListener(runCtx, ln))
+		s.fail(s.app.ServeListener(runCtx, ln))
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -257,57 +257,14 @@ func freshDatabase(ctx context.Context, base, name string, logger *slog.Logger) 
 	if name == "" {
 		return "", errors.New("no database name")
 	}
-	var lastErr error
-	for _, maint := range []string{"postgres", "template1"} {
-		conn, err := pgx.Connect(ctx, withoutPoolParams(withDatabase(base, maint)))
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		conn.Close(ctx)
-		if err != nil {
-			return "", fmt.Errorf("drop database %s: %w", name, err)
-		}
-		lastErr = nil
-		break
+	if err := migrations.DropDatabase(ctx, base, name); err != nil {
+		return "", fmt.Errorf("%w (at %s; set RAPPORT_DATABASE_URL)", err, redactURL(base))
 	}
-	if lastErr != nil {
-		return "", fmt.Errorf("connect to PostgreSQL at %s (set RAPPORT_DATABASE_URL): %w", redactURL(base), lastErr)
-	}
-	dsn := withDatabase(base, name)
-	if _, err := migrations.Up(ctx, withoutPoolParams(dsn), logger); err != nil {
+	dsn := migrations.WithDatabase(base, name)
+	if _, err := migrations.Up(ctx, dsn, logger); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	return dsn, nil
-}
-
-// withDatabase swaps the database of a postgres URL or key=value DSN.
-func withDatabase(dsn, name string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		if u, err := url.Parse(dsn); err == nil {
-			u.Path = "/" + name
-			return u.String()
-		}
-	}
-	return dsn + " dbname=" + name
-}
-
-// withoutPoolParams drops pgxpool's settings (pool_max_conns, …) from a
-// URL for a single connection, which would send them to the server.
-func withoutPoolParams(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return dsn
-	}
-	q := u.Query()
-	for k := range q {
-		if strings.HasPrefix(k, "pool_") {
-			q.Del(k)
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func redactURL(s string) string {

@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"bytes"
@@ -17,16 +17,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/oauth2"
 
 	"github.com/rapportsync/rapport/calendar/calendartest"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/crmtest"
 	"github.com/rapportsync/rapport/crm/hubspot"
+	"github.com/rapportsync/rapport/internal/app"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -55,7 +53,8 @@ type benchOptions struct {
 	logLevel                     string
 }
 
-func benchFlags(fs *flag.FlagSet) any {
+// BenchFlags registers the flags of `rapport bench`.
+func BenchFlags(fs *flag.FlagSet) any {
 	o := &benchOptions{}
 	fs.IntVar(&o.calendars, "calendars", 200, "employees' calendars")
 	fs.IntVar(&o.events, "events", 100_000, "event copies over the calendars (each instance of a series and each colleague's copy counts)")
@@ -165,27 +164,28 @@ type benchResult struct {
 // company index, as opposed to writing meetings.
 var hubspotSetup = []string{"account.details", "properties.get", "properties.create", "companies.list", "companies.search", "owners.list"}
 
-func runBench(ctx context.Context, e *env, _ *Config, opts any, _ []string) error {
+// RunBench runs `rapport bench` with the options BenchFlags registered.
+func RunBench(ctx context.Context, e *Env, opts any) error {
 	o := opts.(*benchOptions)
 	if o.calendars < 1 || o.events < 1 || o.companies < 1 || o.changeRate <= 0 || o.baseline < 0 {
-		return &usageError{"--calendars, --events, --companies and --change-rate must be positive"}
+		return &UsageError{"--calendars, --events, --companies and --change-rate must be positive"}
 	}
 	var limit hubspot.Limit
 	unlimited := o.hubspotLimit == "none" || o.hubspotLimit == "0"
 	if !unlimited {
 		var err error
 		if limit, err = hubspot.ParseLimit(o.hubspotLimit); err != nil {
-			return &usageError{err.Error()}
+			return &UsageError{err.Error()}
 		}
 	}
-	if _, ok := logLevels[o.logLevel]; !ok {
-		return &usageError{"--log-level: want debug, info, warn or error"}
+	if _, ok := app.LogLevels[o.logLevel]; !ok {
+		return &UsageError{"--log-level: want debug, info, warn or error"}
 	}
 	b := &bench{o: o, e: e, unlimited: unlimited, limit: limit}
 	b.r.Problems = []string{}
-	b.progress = e.stdout
+	b.progress = e.Stdout
 	if o.json {
-		b.progress = e.stderr
+		b.progress = e.Stderr
 	}
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
@@ -209,24 +209,24 @@ func runBench(ctx context.Context, e *env, _ *Config, opts any, _ []string) erro
 		b.r.Memory.MaxRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
+		enc := json.NewEncoder(e.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(&b.r); err != nil {
 			return err
 		}
 	} else {
-		b.report(e.stdout)
+		b.report(e.Stdout)
 	}
 	if len(b.r.Problems) > 0 {
-		fmt.Fprintf(e.stderr, "rapport bench: %d problem(s): %s\n", len(b.r.Problems), strings.Join(b.r.Problems, "; "))
-		return errReported
+		fmt.Fprintf(e.Stderr, "rapport bench: %d problem(s): %s\n", len(b.r.Problems), strings.Join(b.r.Problems, "; "))
+		return ErrReported
 	}
 	return nil
 }
 
 type bench struct {
 	o         *benchOptions
-	e         *env
+	e         *Env
 	unlimited bool
 	limit     hubspot.Limit
 	progress  io.Writer
@@ -300,8 +300,7 @@ func (b *bench) run(ctx context.Context) error {
 			conc[q] = n
 		}
 	}
-	r.Params.Concurrency = fmt.Sprintf("sync=%d crm=%d link=%d", or(o.syncConc, 4), or(o.crmConc, 2), or(o.linkConc, 8))
-	var hubURL atomic.Pointer[string]
+	r.Params.Concurrency = fmt.Sprintf("sync=%d crm=%d link=%d", or(o.syncConc, 4), or(o.crmConc, 2), or(o.linkConc, 64))
 	tweak := func(pc *pipeline.Config) {
 		if len(conc) > 0 {
 			merged := map[string]int{}
@@ -316,36 +315,15 @@ func (b *bench) run(ctx context.Context) error {
 		if o.batchMaxDelay > 0 {
 			pc.BatchMaxDelay = o.batchMaxDelay
 		}
-		if b.unlimited {
-			pc.GooglePerMinute = 1_000_000
-		}
-		if b.unlimited && pc.Providers.CRM != nil {
-			// No limit at all, search included: the client's search limit
-			// is not configurable, so build it here as app.go does.
-			m := pc.Metrics
-			pc.Providers.CRM = func(ctx context.Context, portalID string, ts oauth2.TokenSource) (crm.Sink, error) {
-				return hubspot.New(hubspot.Config{
-					BaseURL: *hubURL.Load(), Redis: pc.Redis, RateLimit: hubspot.Limit{Requests: 1_000_000, Window: time.Second},
-					SearchPerSecond: 1_000_000, PortalID: portalID, Logger: pc.Logger,
-					OnRequest: func(endpoint string, status int, d time.Duration) {
-						m.CRMRequests.WithLabelValues(endpoint, fmt.Sprint(status)).Inc()
-					},
-				}, ts)
-			}
-		}
 	}
-	// The fake HubSpot's URL is known once the simulation started it; the
-	// provider function reads it only when it first builds a client.
 	sim, err := startSimulation(ctx, b.e, simOptions{
 		Database: o.database, RedisDB: o.redisDB, Hub: hub, RateLimit: rateLimit,
-		GoogleLatency: o.latency, LogLevel: o.logLevel, Tweak: tweak,
+		GoogleLatency: o.latency, LogLevel: o.logLevel, App: app.Options{Pipeline: tweak, Unlimited: b.unlimited},
 	})
 	if err != nil {
 		return err
 	}
 	defer sim.Close()
-	u := sim.hub.URL()
-	hubURL.Store(&u)
 	b.sim = sim
 
 	t0 := time.Now()
@@ -448,8 +426,8 @@ func (b *bench) backfill(ctx context.Context) error {
 	lastPrint := time.Now()
 	err = sim.waitSettled(ctx, b.o.timeout, time.Second, func(el time.Duration) {
 		el = time.Since(t0)
-		events := metric(sim.app.registry, "rapport_events_total", nil)
-		written := metric(sim.app.registry, "rapport_meetings_written_total", nil)
+		events := metric(sim.app.Registry, "rapport_events_total", nil)
+		written := metric(sim.app.Registry, "rapport_meetings_written_total", nil)
 		if decided == 0 && b.allSynced(ctx) {
 			decided = el
 		}
@@ -504,7 +482,7 @@ func (b *bench) backfill(ctx context.Context) error {
 	bf.GoogleCalls = sumCounts(bf.GoogleByEndpoint)
 	bf.GoogleCallsPerEvent = float64(bf.GoogleCalls) / float64(max(1, smp.TotalEvents()))
 	bf.RateLimited429 = sim.hub.RateLimited()
-	bf.PipelineLatencyCount = int(metric(sim.app.registry, "rapport_webhook_to_crm_seconds", nil))
+	bf.PipelineLatencyCount = int(metric(sim.app.Registry, "rapport_webhook_to_crm_seconds", nil))
 	if bf.MeetingsLogged != smp.Expected {
 		b.problem("backfill logged %d meetings, the sample should produce %d", bf.MeetingsLogged, smp.Expected)
 	}

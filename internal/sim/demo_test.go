@@ -1,17 +1,20 @@
-package main
+package sim
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/rapportsync/rapport/internal/testenv"
+	"github.com/rapportsync/rapport/migrations"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -25,12 +28,7 @@ func simEnv(t *testing.T, prefix string) (getenv func(string) string, args []str
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, withDatabase(testenv.DatabaseURL(), "postgres"))
-		if err != nil {
-			return
-		}
-		defer conn.Close(ctx)
-		conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		_ = migrations.DropDatabase(ctx, testenv.DatabaseURL(), name)
 	})
 	env := map[string]string{
 		"RAPPORT_DATABASE_URL": testenv.DatabaseURL(),
@@ -45,7 +43,7 @@ func TestDemoOnce(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	code := run(ctx, append([]string{"demo", "--once"}, args...), &stdout, &stderr, getenv)
+	code := runCommand(ctx, DemoFlags, RunDemo, append([]string{"--once"}, args...), &stdout, &stderr, getenv)
 	out := stdout.String()
 	if code != 0 {
 		t.Fatalf("rapport demo --once exited %d\nstderr:\n%s\nstdout:\n%s", code, stderr.String(), out)
@@ -62,9 +60,9 @@ func TestBenchTinyJSON(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	argv := append([]string{"bench", "--calendars", "4", "--events", "200", "--companies", "60", "--steady", "2s",
+	argv := append([]string{"--calendars", "4", "--events", "200", "--companies", "60", "--steady", "2s",
 		"--change-rate", "10", "--baseline", "20", "--hubspot-limit", "none", "--json"}, args...)
-	code := run(ctx, argv, &stdout, &stderr, getenv)
+	code := runCommand(ctx, BenchFlags, RunBench, argv, &stdout, &stderr, getenv)
 	if code != 0 {
 		t.Fatalf("rapport bench exited %d\nstderr:\n%s\nstdout:\n%s", code, stderr.String(), stdout.String())
 	}
@@ -94,4 +92,23 @@ func TestBenchTinyJSON(t *testing.T) {
 			t.Errorf("%s: no\n%s", c.what, stdout.String())
 		}
 	}
+}
+
+// runCommand parses a command's flags and runs it as the binary would; it
+// returns the exit status.
+func runCommand(ctx context.Context, flags func(*flag.FlagSet) any, run func(context.Context, *Env, any) error,
+	args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opts := flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := run(ctx, &Env{Stdout: stdout, Stderr: stderr, Getenv: getenv}, opts); err != nil {
+		if !errors.Is(err, ErrReported) {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	return 0
 }

@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"context"
@@ -29,7 +29,8 @@ type demoOptions struct {
 	changeTimeout time.Duration
 }
 
-func demoFlags(fs *flag.FlagSet) any {
+// DemoFlags registers the flags of `rapport demo`.
+func DemoFlags(fs *flag.FlagSet) any {
 	o := &demoOptions{}
 	fs.BoolVar(&o.once, "once", false, "exit after the initial sync and the scripted live changes (0 when all went right)")
 	fs.StringVar(&o.database, "database", "rapport_demo", "database the demo drops and creates afresh on the server of RAPPORT_DATABASE_URL")
@@ -53,11 +54,12 @@ func (d *demo) problem(format string, args ...any) {
 	fmt.Fprintf(d.out, "  PROBLEM: %s\n", msg)
 }
 
-func runDemo(ctx context.Context, e *env, _ *Config, opts any, _ []string) error {
+// RunDemo runs `rapport demo` with the options DemoFlags registered.
+func RunDemo(ctx context.Context, e *Env, opts any) error {
 	o := opts.(*demoOptions)
 	start := time.Now()
-	out := e.stdout
-	addr := e.getenv("RAPPORT_HTTP_ADDR")
+	out := e.Stdout
+	addr := e.Getenv("RAPPORT_HTTP_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -94,8 +96,8 @@ func runDemo(ctx context.Context, e *env, _ *Config, opts any, _ []string) error
 
 	if o.once {
 		if len(d.problems) > 0 {
-			fmt.Fprintf(e.stderr, "rapport demo: %d problem(s): %s\n", len(d.problems), strings.Join(d.problems, "; "))
-			return errReported
+			fmt.Fprintf(e.Stderr, "rapport demo: %d problem(s): %s\n", len(d.problems), strings.Join(d.problems, "; "))
+			return ErrReported
 		}
 		fmt.Fprintf(out, "\nDemo finished in %.1fs: every check passed.\n", time.Since(start).Seconds())
 		return nil
@@ -104,8 +106,8 @@ func runDemo(ctx context.Context, e *env, _ *Config, opts any, _ []string) error
 	<-ctx.Done()
 	fmt.Fprintln(out, "\nStopping.")
 	if len(d.problems) > 0 {
-		fmt.Fprintf(e.stderr, "rapport demo: %d problem(s): %s\n", len(d.problems), strings.Join(d.problems, "; "))
-		return errReported
+		fmt.Fprintf(e.Stderr, "rapport demo: %d problem(s): %s\n", len(d.problems), strings.Join(d.problems, "; "))
+		return ErrReported
 	}
 	return nil
 }
@@ -132,7 +134,7 @@ func (d *demo) initialSync(ctx context.Context) error {
 	err = sim.waitSettled(ctx, 90*time.Second, time.Second, func(el time.Duration) {
 		qs, _ := sim.queues()
 		fmt.Fprintf(out, "  %3.0fs  event decisions %4.0f  meetings in HubSpot %4d  queued: sync %d, crm %d, link %d\n",
-			el.Seconds(), metric(sim.app.registry, "rapport_events_total", nil), len(sim.hub.Meetings()),
+			el.Seconds(), metric(sim.app.Registry, "rapport_events_total", nil), len(sim.hub.Meetings()),
 			qs[pipeline.QueueSync], qs[pipeline.QueueCRM], qs[pipeline.QueueLink])
 	})
 	if err != nil {
@@ -160,7 +162,7 @@ func (d *demo) summary(ctx context.Context) error {
 	}
 	fmt.Fprintln(out, "Summary")
 	fmt.Fprintf(out, "  events seen        %d event copies on %d calendars, %d distinct meetings in the ledger (%.0f decisions, counting re-reads after write-back)\n",
-		smp.TotalEvents(), len(smp.Employees), len(entries), metric(sim.app.registry, "rapport_events_total", nil))
+		smp.TotalEvents(), len(smp.Employees), len(entries), metric(sim.app.Registry, "rapport_events_total", nil))
 	fmt.Fprintf(out, "  meetings logged    %d in HubSpot (expected %d); ledger: %s\n", len(meetings), smp.Expected, formatCounts(states))
 	if len(meetings) != smp.Expected {
 		d.problem("HubSpot holds %d meetings, the sample should have produced %d", len(meetings), smp.Expected)

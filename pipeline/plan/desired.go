@@ -1,10 +1,9 @@
-package pipeline
+package plan
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,99 +28,66 @@ func MeetingKey(workspaceID, iCalUID string, originalStart time.Time) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// desired is what the CRM should hold for one meeting, computed from one
-// copy of its event. It travels in the crm:write payload (Redis, transient)
+// Desired is what the CRM should hold for one meeting, computed from one
+// copy of its event. It travels in the crm:write payload (sealed in Redis)
 // and is never stored: the ledger keeps only its hash.
-type desired struct {
+type Desired struct {
 	// Props are the meeting's properties as Rapport would create them.
 	Props map[string]string `json:"props"`
 	// CompanyIDs are the matched companies; ContactEmails the external
 	// attendees of matched companies, resolved to contacts at write time.
 	CompanyIDs    []string `json:"company_ids"`
 	ContactEmails []string `json:"contact_emails"`
-	// OwnerEmails are the candidates for the CRM owner, best first: the
-	// organizer when internal, then the internal attendees.
+	// OwnerEmails are the candidates for the CRM owner, best first.
 	OwnerEmails []string `json:"owner_emails"`
 	ICalUID     string   `json:"ical_uid"`
 	Cancel      bool     `json:"cancel"`
 }
 
-// desiredOf builds the desired CRM state of a meeting from one copy and its
-// decision.
-func desiredOf(key string, ev *calendar.Event, d *rules.Decision, now time.Time) desired {
+// DesiredOf builds the desired CRM state of a meeting from one copy and
+// its decision.
+func DesiredOf(key string, ev *calendar.Event, d *rules.Decision, now time.Time) Desired {
 	outcome := crm.OutcomeScheduled
 	if ev.End.Before(now) {
 		outcome = crm.OutcomeCompleted
 	}
-	props := map[string]string{
-		crm.PropKey:         key,
-		crm.PropTimestamp:   isoMillis(ev.Start),
-		crm.PropTitle:       ev.Title,
-		crm.PropStart:       isoMillis(ev.Start),
-		crm.PropEnd:         isoMillis(ev.End),
-		crm.PropLocation:    ev.Location,
-		crm.PropExternalURL: ev.ConferenceURL,
-		crm.PropOutcome:     outcome,
-		crm.PropBody:        ev.Description,
+	w := Desired{
+		Props: map[string]string{
+			crm.PropKey:         key,
+			crm.PropTimestamp:   isoMillis(ev.Start),
+			crm.PropTitle:       ev.Title,
+			crm.PropStart:       isoMillis(ev.Start),
+			crm.PropEnd:         isoMillis(ev.End),
+			crm.PropLocation:    ev.Location,
+			crm.PropExternalURL: ev.ConferenceURL,
+			crm.PropOutcome:     outcome,
+			crm.PropBody:        ev.Description,
+		},
+		ICalUID: ev.ICalUID,
 	}
-	w := desired{Props: props, ICalUID: ev.ICalUID}
+	w.ContactEmails, w.OwnerEmails = addresses(ev, d)
 	for _, c := range d.Companies {
 		w.CompanyIDs = append(w.CompanyIDs, c.ID)
 	}
-	for i, a := range d.Attendees {
-		if i >= len(ev.Attendees) {
-			break // the owner and organizer appended to the trace
-		}
-		if a.External && len(a.Companies) > 0 {
-			w.ContactEmails = append(w.ContactEmails, strings.ToLower(ev.Attendees[i].Email))
-		}
-	}
-	if isInternal(d, ev.Organizer.Email, ev) {
-		w.OwnerEmails = append(w.OwnerEmails, strings.ToLower(ev.Organizer.Email))
-	}
-	for i, a := range d.Attendees {
-		if i < len(ev.Attendees) && a.Internal && !a.Resource {
-			w.OwnerEmails = append(w.OwnerEmails, strings.ToLower(ev.Attendees[i].Email))
-		}
-	}
-	sort.Strings(w.CompanyIDs)
+	slices.Sort(w.CompanyIDs)
 	w.CompanyIDs = slices.Compact(w.CompanyIDs)
-	sort.Strings(w.ContactEmails)
+	slices.Sort(w.ContactEmails)
 	w.ContactEmails = slices.Compact(w.ContactEmails)
 	return w
 }
 
-// isInternal reports whether addr is one of the event's attendees that the
-// decision classified internal, or the organizer when classified so.
-func isInternal(d *rules.Decision, addr string, ev *calendar.Event) bool {
-	if addr == "" {
-		return false
-	}
-	for i, a := range ev.Attendees {
-		if strings.EqualFold(a.Email, addr) && i < len(d.Attendees) {
-			return d.Attendees[i].Internal
-		}
-	}
-	// The organizer is appended to the trace after the owner when absent
-	// from the attendee list.
-	if n := len(d.Attendees); n > len(ev.Attendees) {
-		return d.Attendees[n-1].Internal && d.Attendees[n-1].Organizer
-	}
-	return false
-}
-
-// hash is the hash of the calendar-owned state: the properties a calendar
-// change may overwrite, the cancellation and the associations. Two payloads
-// with equal hashes need no CRM call between them.
-func (w *desired) hash(own ownership) string {
+// Hash is the hash of the calendar-owned state: the properties a calendar
+// change may overwrite, the cancellation and the associations. Two desired
+// states with equal hashes need no CRM call between them.
+func (w *Desired) Hash(own Ownership) string {
 	h := sha256.New()
 	keys := make([]string, 0, len(w.Props))
 	for k := range w.Props {
-		if own.updatable(k) && k != crm.PropOutcome {
+		if own.Updatable(k) && k != crm.PropOutcome {
 			keys = append(keys, k)
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
 		h.Write([]byte(k + "=" + w.Props[k] + "\x00"))
 	}
@@ -133,10 +99,10 @@ func (w *desired) hash(own ownership) string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// sameInstant reports whether two property values are equal, comparing
+// SameInstant reports whether two property values are equal, comparing
 // times as instants: HubSpot may answer an RFC 3339 time in another form,
 // or in milliseconds since the epoch.
-func sameInstant(a, b string) bool {
+func SameInstant(a, b string) bool {
 	if a == b {
 		return true
 	}
@@ -162,22 +128,22 @@ func isoMillis(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// ownership is the field ownership of ARCHITECTURE section 4 (the rules
-// file's `ownership:` section, defaulting to that table). It is enforced here
-// and only here: createProps and updateProps are the only ways meeting
+// Ownership is the field ownership of ARCHITECTURE section 4 (the rules
+// file's `ownership:` section, defaulting to that table). It is enforced
+// here and only here: CreateProps and UpdateProps are the only ways meeting
 // properties reach the CRM, and no path writes contact or company records.
-type ownership struct{ rules.Ownership }
+type Ownership struct{ rules.Ownership }
 
-// updatable reports whether a calendar change may overwrite prop.
-func (o ownership) updatable(prop string) bool { return o.Of(prop) == rules.OwnerCalendar }
+// Updatable reports whether a calendar change may overwrite prop.
+func (o Ownership) Updatable(prop string) bool { return o.Of(prop) == rules.OwnerCalendar }
 
-// createProps are the properties of a new meeting: every property Rapport
+// CreateProps are the properties of a new meeting: every property Rapport
 // writes, with the owner when the organizer maps to one.
-func (o ownership) createProps(w *desired, ownerID string) map[string]string {
+func (o Ownership) CreateProps(w *Desired, ownerID string) map[string]string {
 	props := make(map[string]string, len(w.Props)+1)
 	for k, v := range w.Props {
 		if v != "" && (k == crm.PropKey || o.Of(k) != "") {
-			props[k] = v
+			props[k] = truncateText(v)
 		}
 	}
 	if w.Cancel {
@@ -189,15 +155,15 @@ func (o ownership) createProps(w *desired, ownerID string) map[string]string {
 	return props
 }
 
-// updateProps are the properties an update of an existing meeting sends:
+// UpdateProps are the properties an update of an existing meeting sends:
 // only calendar-owned ones. The outcome is set to CANCELED when the event is
 // cancelled, whoever owns it, and set back when Rapport's own cancellation is
 // undone; otherwise it is the CRM's.
-func (o ownership) updateProps(w *desired, wasCancelled bool) map[string]string {
+func (o Ownership) UpdateProps(w *Desired, wasCancelled bool) map[string]string {
 	props := map[string]string{}
 	for k, v := range w.Props {
-		if o.updatable(k) && k != crm.PropOutcome {
-			props[k] = v
+		if o.Updatable(k) && k != crm.PropOutcome {
+			props[k] = truncateText(v)
 		}
 	}
 	switch {
@@ -207,4 +173,36 @@ func (o ownership) updateProps(w *desired, wasCancelled bool) map[string]string 
 		props[crm.PropOutcome] = w.Props[crm.PropOutcome]
 	}
 	return props
+}
+
+// MaxText is HubSpot's limit on a text property's length, in characters.
+const MaxText = 65536
+
+// truncateText cuts a text to the CRM's limit on a character boundary.
+func truncateText(s string) string {
+	if len(s) <= MaxText {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == MaxText {
+			return s[:i]
+		}
+		n++
+	}
+	return s
+}
+
+// Drifted reports whether the CRM's calendar-owned properties differ from
+// the calendar's. Times are compared as instants.
+func Drifted(own Ownership, w Desired, m crm.Meeting) bool {
+	for _, k := range own.CalendarOwned() {
+		if k == crm.PropOutcome {
+			continue
+		}
+		if !SameInstant(w.Props[k], m.Properties[k]) {
+			return true
+		}
+	}
+	return false
 }

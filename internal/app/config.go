@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -21,29 +21,40 @@ import (
 // Config is Rapport's configuration, read from the environment; a flag of the
 // same name (e.g. --database-url for RAPPORT_DATABASE_URL) overrides it.
 type Config struct {
-	DatabaseURL         string        // RAPPORT_DATABASE_URL
-	RedisURL            string        // RAPPORT_REDIS_URL
-	HTTPAddr            string        // RAPPORT_HTTP_ADDR
-	PublicURL           string        // RAPPORT_PUBLIC_URL
-	AdminToken          string        // RAPPORT_ADMIN_TOKEN
-	EncryptionKeys      string        // RAPPORT_ENCRYPTION_KEYS
-	RulesDir            string        // RAPPORT_RULES_DIR
-	GoogleAPIURL        string        // RAPPORT_GOOGLE_API_URL
-	GoogleAuthURL       string        // RAPPORT_GOOGLE_AUTH_URL
-	GoogleTokenURL      string        // RAPPORT_GOOGLE_TOKEN_URL
-	GoogleClientID      string        // RAPPORT_GOOGLE_CLIENT_ID
-	GoogleClientSecret  string        // RAPPORT_GOOGLE_CLIENT_SECRET
-	HubSpotAPIURL       string        // RAPPORT_HUBSPOT_API_URL
-	HubSpotAuthURL      string        // RAPPORT_HUBSPOT_AUTH_URL
-	HubSpotTokenURL     string        // RAPPORT_HUBSPOT_TOKEN_URL
-	HubSpotClientID     string        // RAPPORT_HUBSPOT_CLIENT_ID
-	HubSpotClientSecret string        // RAPPORT_HUBSPOT_CLIENT_SECRET
-	HubSpotRateLimit    string        // RAPPORT_HUBSPOT_RATE_LIMIT
-	Backfill            time.Duration // RAPPORT_BACKFILL
-	Lookahead           time.Duration // RAPPORT_LOOKAHEAD
-	LogFormat           string        // RAPPORT_LOG_FORMAT
-	LogLevel            string        // RAPPORT_LOG_LEVEL
-	WorkerConcurrency   string        // RAPPORT_WORKER_CONCURRENCY
+	DatabaseURL           string        // RAPPORT_DATABASE_URL
+	RedisURL              string        // RAPPORT_REDIS_URL
+	HTTPAddr              string        // RAPPORT_HTTP_ADDR
+	PublicURL             string        // RAPPORT_PUBLIC_URL
+	AdminToken            string        // RAPPORT_ADMIN_TOKEN
+	EncryptionKeys        string        // RAPPORT_ENCRYPTION_KEYS
+	RulesDir              string        // RAPPORT_RULES_DIR
+	GoogleAPIURL          string        // RAPPORT_GOOGLE_API_URL
+	GoogleAuthURL         string        // RAPPORT_GOOGLE_AUTH_URL
+	GoogleTokenURL        string        // RAPPORT_GOOGLE_TOKEN_URL
+	GoogleClientID        string        // RAPPORT_GOOGLE_CLIENT_ID
+	GoogleClientSecret    string        // RAPPORT_GOOGLE_CLIENT_SECRET
+	HubSpotAPIURL         string        // RAPPORT_HUBSPOT_API_URL
+	HubSpotAuthURL        string        // RAPPORT_HUBSPOT_AUTH_URL
+	HubSpotTokenURL       string        // RAPPORT_HUBSPOT_TOKEN_URL
+	HubSpotClientID       string        // RAPPORT_HUBSPOT_CLIENT_ID
+	HubSpotClientSecret   string        // RAPPORT_HUBSPOT_CLIENT_SECRET
+	HubSpotRateLimit      string        // RAPPORT_HUBSPOT_RATE_LIMIT
+	MicrosoftAPIURL       string        // RAPPORT_MICROSOFT_API_URL
+	MicrosoftAuthURL      string        // RAPPORT_MICROSOFT_AUTH_URL
+	MicrosoftTokenURL     string        // RAPPORT_MICROSOFT_TOKEN_URL
+	MicrosoftClientID     string        // RAPPORT_MICROSOFT_CLIENT_ID
+	MicrosoftClientSecret string        // RAPPORT_MICROSOFT_CLIENT_SECRET
+	CalendlyAPIURL        string        // RAPPORT_CALENDLY_API_URL
+	CalendlyAuthURL       string        // RAPPORT_CALENDLY_AUTH_URL
+	CalendlyTokenURL      string        // RAPPORT_CALENDLY_TOKEN_URL
+	CalendlyClientID      string        // RAPPORT_CALENDLY_CLIENT_ID
+	CalendlyClientSecret  string        // RAPPORT_CALENDLY_CLIENT_SECRET
+	CalendlySigningKey    string        // RAPPORT_CALENDLY_WEBHOOK_SIGNING_KEY
+	Backfill              time.Duration // RAPPORT_BACKFILL
+	Lookahead             time.Duration // RAPPORT_LOOKAHEAD
+	LogFormat             string        // RAPPORT_LOG_FORMAT
+	LogLevel              string        // RAPPORT_LOG_LEVEL
+	WorkerConcurrency     string        // RAPPORT_WORKER_CONCURRENCY
 
 	// Keys are the parsed EncryptionKeys.
 	Keys []credentials.Key
@@ -82,6 +93,17 @@ func (c *Config) settings() []setting {
 		{env: "RAPPORT_HUBSPOT_CLIENT_ID", help: "HubSpot OAuth client id", str: &c.HubSpotClientID},
 		{env: "RAPPORT_HUBSPOT_CLIENT_SECRET", help: "HubSpot OAuth client secret (also verifies HubSpot webhook signatures)", str: &c.HubSpotClientSecret, secret: true},
 		{env: "RAPPORT_HUBSPOT_RATE_LIMIT", def: "100/10s", help: "HubSpot requests per window (190/10s for Professional/Enterprise portals)", str: &c.HubSpotRateLimit},
+		{env: "RAPPORT_MICROSOFT_API_URL", def: "https://graph.microsoft.com/v1.0/", help: "Microsoft Graph API base URL", str: &c.MicrosoftAPIURL},
+		{env: "RAPPORT_MICROSOFT_AUTH_URL", def: "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize", help: "Microsoft identity platform authorize URL", str: &c.MicrosoftAuthURL},
+		{env: "RAPPORT_MICROSOFT_TOKEN_URL", def: "https://login.microsoftonline.com/organizations/oauth2/v2.0/token", help: "Microsoft identity platform token URL", str: &c.MicrosoftTokenURL},
+		{env: "RAPPORT_MICROSOFT_CLIENT_ID", help: "Microsoft OAuth client (application) id", str: &c.MicrosoftClientID},
+		{env: "RAPPORT_MICROSOFT_CLIENT_SECRET", help: "Microsoft OAuth client secret", str: &c.MicrosoftClientSecret, secret: true},
+		{env: "RAPPORT_CALENDLY_API_URL", def: "https://api.calendly.com/", help: "Calendly API base URL", str: &c.CalendlyAPIURL},
+		{env: "RAPPORT_CALENDLY_AUTH_URL", def: "https://auth.calendly.com/oauth/authorize", help: "Calendly OAuth authorize URL", str: &c.CalendlyAuthURL},
+		{env: "RAPPORT_CALENDLY_TOKEN_URL", def: "https://auth.calendly.com/oauth/token", help: "Calendly OAuth token URL", str: &c.CalendlyTokenURL},
+		{env: "RAPPORT_CALENDLY_CLIENT_ID", help: "Calendly OAuth client id", str: &c.CalendlyClientID},
+		{env: "RAPPORT_CALENDLY_CLIENT_SECRET", help: "Calendly OAuth client secret", str: &c.CalendlyClientSecret, secret: true},
+		{env: "RAPPORT_CALENDLY_WEBHOOK_SIGNING_KEY", help: "the Calendly OAuth app's webhook signing key, for subscriptions Calendly signs with the app's key", str: &c.CalendlySigningKey, secret: true},
 		{env: "RAPPORT_BACKFILL", def: "2160h", help: "how far back the initial sync reaches", dur: &c.Backfill},
 		{env: "RAPPORT_LOOKAHEAD", def: "720h", help: "how far ahead meetings are logged", dur: &c.Lookahead},
 		{env: "RAPPORT_LOG_FORMAT", def: "json", help: "log format: json or text", str: &c.LogFormat},
@@ -103,9 +125,9 @@ type configError struct {
 
 func (e *configError) Error() string { return e.Var + ": " + e.Msg }
 
-// bindConfig registers the configuration flags on fs. Call load after
+// BindConfig registers the configuration flags on fs. Call load after
 // fs.Parse to fill and validate the Config.
-func bindConfig(fs *flag.FlagSet) func(getenv func(string) string) (*Config, error) {
+func BindConfig(fs *flag.FlagSet) func(getenv func(string) string) (*Config, error) {
 	c := &Config{}
 	raw := map[string]*string{}
 	for _, s := range c.settings() {
@@ -180,6 +202,8 @@ func (c *Config) validate() []error {
 	for _, u := range []struct{ env, val string }{
 		{"RAPPORT_GOOGLE_API_URL", c.GoogleAPIURL}, {"RAPPORT_GOOGLE_AUTH_URL", c.GoogleAuthURL}, {"RAPPORT_GOOGLE_TOKEN_URL", c.GoogleTokenURL},
 		{"RAPPORT_HUBSPOT_API_URL", c.HubSpotAPIURL}, {"RAPPORT_HUBSPOT_AUTH_URL", c.HubSpotAuthURL}, {"RAPPORT_HUBSPOT_TOKEN_URL", c.HubSpotTokenURL},
+		{"RAPPORT_MICROSOFT_API_URL", c.MicrosoftAPIURL}, {"RAPPORT_MICROSOFT_AUTH_URL", c.MicrosoftAuthURL}, {"RAPPORT_MICROSOFT_TOKEN_URL", c.MicrosoftTokenURL},
+		{"RAPPORT_CALENDLY_API_URL", c.CalendlyAPIURL}, {"RAPPORT_CALENDLY_AUTH_URL", c.CalendlyAuthURL}, {"RAPPORT_CALENDLY_TOKEN_URL", c.CalendlyTokenURL},
 	} {
 		checkURL(u.env, u.val, "http", "https")
 	}
@@ -221,24 +245,26 @@ func (c *Config) validate() []error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("RAPPORT_LOG_FORMAT", "%q: want json or text", c.LogFormat)
 	}
-	if _, ok := logLevels[c.LogLevel]; !ok {
+	if _, ok := LogLevels[c.LogLevel]; !ok {
 		bad("RAPPORT_LOG_LEVEL", "%q: want debug, info, warn or error", c.LogLevel)
 	}
 	return errs
 }
 
-// requireService checks what serving and working need beyond the defaults.
-func (c *Config) requireService() error {
+// RequireService checks what serving and working need beyond the defaults.
+func (c *Config) RequireService() error {
 	if len(c.Keys) == 0 {
 		return &configError{"RAPPORT_ENCRYPTION_KEYS", "required: set kid:base64key with a 32-byte key (e.g. k1:$(openssl rand -base64 32))"}
 	}
 	return nil
 }
 
-var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+// LogLevels maps RAPPORT_LOG_LEVEL values to levels.
+var LogLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 
-func (c *Config) logger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: logLevels[c.LogLevel]}
+// Logger is the configured logger writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: LogLevels[c.LogLevel]}
 	if c.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}

@@ -1,0 +1,35 @@
+package hubspot
+
+import (
+	"context"
+
+	"github.com/rapportsync/rapport/crm"
+)
+
+// providerName is HubSpot's name in connections.
+const providerName = "hubspot"
+
+// Provider opens HubSpot clients: the crm.Provider of the registry.
+type Provider struct {
+	// Config is every client's configuration; PortalID and Limiter are set
+	// per connection.
+	Config Config
+}
+
+var _ crm.Provider = Provider{}
+
+// Name implements crm.Provider.
+func (Provider) Name() string { return providerName }
+
+// Open implements crm.Provider.
+func (p Provider) Open(_ context.Context, c crm.Conn) (crm.Sink, error) {
+	cfg := p.Config
+	cfg.PortalID = c.Account
+	if c.Limiter != nil {
+		cfg.Limiter = c.Limiter
+	}
+	return New(cfg, c.Tokens)
+}
+
+// Scopes are the OAuth scopes Rapport asks of HubSpot.
+var Scopes = []string{"crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.companies.read", "crm.objects.owners.read"}

@@ -1,0 +1,304 @@
+// Package app is Rapport wired from its configuration: the Main of
+// STYLE.md. The binary's commands serve, worker and run, the demo and the
+// benchmark all build one App. It also reads the configuration (Config).
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+
+	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/calendar/google"
+	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/crm/hubspot"
+	"github.com/rapportsync/rapport/internal/ratelimit"
+	"github.com/rapportsync/rapport/pipeline"
+	"github.com/rapportsync/rapport/pipeline/credentials"
+	"github.com/rapportsync/rapport/pipeline/httpapi"
+	"github.com/rapportsync/rapport/pipeline/ledger"
+	"github.com/rapportsync/rapport/rules"
+)
+
+// App is Rapport wired: its connections and components.
+type App struct {
+	Config   *Config
+	Log      *slog.Logger
+	Pool     *pgxpool.Pool
+	Redis    redis.UniversalClient
+	Vault    *credentials.Vault
+	Rules    *rules.Holder
+	Pipeline *pipeline.Pipeline
+	Metrics  *pipeline.Metrics
+	// Registry is the Prometheus registry /metrics serves.
+	Registry *prometheus.Registry
+	Handler  http.Handler
+}
+
+// Options adjust an App for the demo and the benchmark.
+type Options struct {
+	// Pipeline adjusts the pipeline's tuning.
+	Pipeline func(*pipeline.Config)
+	// Unlimited lifts the client-side limits of every provider (a benchmark
+	// against fakes without limits).
+	Unlimited bool
+}
+
+// New connects to PostgreSQL and Redis and builds every component. It
+// checks that the schema is current.
+func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*App, error) {
+	if err := cfg.RequireService(); err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, Log: logger}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+		pcfg.MaxConns = PoolSize(cfg.Concurrency, opts.Pipeline)
+	}
+	if a.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	a.Redis = redis.NewClient(ropts)
+	if err := a.Pool.Ping(ctx); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := a.Redis.Ping(ctx).Err(); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+
+	set := rules.Default()
+	if cfg.RulesDir != "" {
+		if set, err = rules.Load(cfg.RulesDir); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("rules in %s: %w", cfg.RulesDir, err)
+		}
+	}
+	a.Rules = rules.NewHolder(set)
+
+	a.Registry = prometheus.NewRegistry()
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.Metrics = pipeline.NewMetrics(a.Registry)
+	a.Registry.MustRegister(&pipeline.StateCollector{Ledger: ledger.New(a.Pool)})
+
+	limit, err := hubspot.ParseLimit(cfg.HubSpotRateLimit)
+	if err != nil {
+		a.Close()
+		return nil, &configError{"RAPPORT_HUBSPOT_RATE_LIMIT", err.Error()}
+	}
+	prov := a.providers(limit, opts.Unlimited)
+	a.Vault, err = credentials.New(credentials.Config{
+		Pool: a.Pool, Keys: cfg.Keys, Logger: logger, OAuth: prov.tokenClients(),
+		OnNeedsReauth: func(_, provider string) { a.Metrics.ReauthNeeded(provider) },
+	})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	pc := pipeline.Config{
+		Pool: a.Pool, Redis: a.Redis, Vault: a.Vault, Rules: a.Rules.Get, Limiter: ratelimit.NewRedis(a.Redis),
+		PublicURL: cfg.PublicURL, Backfill: cfg.Backfill, Lookahead: cfg.Lookahead,
+		Logger: logger, Metrics: a.Metrics, Concurrency: cfg.Concurrency,
+		Providers: pipeline.NewRegistry(prov.calendars, prov.crms),
+	}
+	if opts.Pipeline != nil {
+		opts.Pipeline(&pc)
+	}
+	if a.Pipeline, err = pipeline.New(pc); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.Pipeline.Ready(ctx); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("not ready: %w", err)
+	}
+	stateKey := sha256.Sum256(append([]byte("rapport oauth state\x00"), cfg.Keys[0].Secret...))
+	a.Handler, err = httpapi.New(httpapi.Config{
+		Service: a.Pipeline, AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL,
+		OAuth: prov.oauth, StateKey: stateKey[:],
+		HubSpotClientSecret: cfg.HubSpotClientSecret, Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
+		RedisConnOpt: redisConnOpt(ropts), Logger: logger,
+	})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// providers is every provider Rapport speaks, configured: the calendar
+// providers and CRMs of the pipeline's registry and their OAuth clients.
+type providers struct {
+	calendars []calendar.Provider
+	crms      []crm.Provider
+	oauth     map[string]httpapi.OAuthProvider
+}
+
+// tokenClients are the OAuth clients the vault refreshes tokens with.
+func (p providers) tokenClients() map[string]*oauth2.Config {
+	out := map[string]*oauth2.Config{}
+	for name, op := range p.oauth {
+		if op.Config != nil && op.Config.ClientID != "" {
+			out[name] = op.Config
+		}
+	}
+	return out
+}
+
+// providers wires the adapters. Adding a provider is one entry here.
+func (a *App) providers(limit hubspot.Limit, unlimited bool) providers {
+	c := a.Config
+	m := a.Metrics
+	client := func() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
+	oc := func(id, secret, auth, token string, style oauth2.AuthStyle, scopes ...string) *oauth2.Config {
+		return &oauth2.Config{ClientID: id, ClientSecret: secret, Scopes: scopes,
+			Endpoint: oauth2.Endpoint{AuthURL: auth, TokenURL: token, AuthStyle: style}}
+	}
+
+	g := google.Provider{Config: google.Config{BaseURL: c.GoogleAPIURL, HTTPClient: client(), Logger: a.Log,
+		OnRequest: func(endpoint string, status int) { m.Request("google", endpoint, status) }}}
+	if unlimited {
+		g.PerMinute = 1_000_000
+	}
+	hs := hubspot.Config{BaseURL: c.HubSpotAPIURL, RateLimit: limit, Logger: a.Log,
+		OnRequest:       func(endpoint string, status int, _ time.Duration) { m.Request("hubspot", endpoint, status) },
+		OnRateLimitWait: func(d time.Duration) { m.RateLimitWait("hubspot", d) }}
+	if unlimited {
+		hs.RateLimit = hubspot.Limit{Requests: 1_000_000, Window: time.Second}
+		hs.SearchPerSecond = 1_000_000
+	}
+	return providers{
+		calendars: []calendar.Provider{g},
+		crms:      []crm.Provider{hubspot.Provider{Config: hs}},
+		oauth: map[string]httpapi.OAuthProvider{
+			"google": {Title: "Google Calendar", Calendars: []string{"primary"}, LoginHint: true,
+				Config:  oc(c.GoogleClientID, c.GoogleClientSecret, c.GoogleAuthURL, c.GoogleTokenURL, oauth2.AuthStyleAutoDetect, google.Scopes...),
+				Options: []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent")},
+				Account: func(_ context.Context, tok *oauth2.Token) (string, error) { return google.AccountFromToken(tok) }},
+			"hubspot": {Title: "HubSpot",
+				Config: oc(c.HubSpotClientID, c.HubSpotClientSecret, c.HubSpotAuthURL, c.HubSpotTokenURL, oauth2.AuthStyleInParams, hubspot.Scopes...)},
+		},
+	}
+}
+
+// PoolSize is the connection pool's size when the database URL does not
+// set pool_max_conns. pgxpool's default (4 on a small machine) is fewer than
+// the workers: every worker gets a connection, a sync two, plus room for
+// the HTTP server and the schedules.
+func PoolSize(conc map[string]int, tweak func(*pipeline.Config)) int32 {
+	probe := pipeline.Config{Concurrency: conc}
+	if tweak != nil {
+		tweak(&probe)
+	}
+	n := 8
+	for q, c := range pipeline.QueueConcurrency(probe.Concurrency) {
+		if q == pipeline.QueueSync {
+			c *= 2
+		}
+		n += c
+	}
+	// PostgreSQL's default max_connections is 100: stay well under it.
+	return int32(min(n, 60))
+}
+
+func redisConnOpt(o *redis.Options) asynq.RedisConnOpt {
+	return asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
+}
+
+// Close releases the connections.
+func (a *App) Close() {
+	if s, ok := a.Handler.(*httpapi.Server); ok {
+		s.Close()
+	}
+	if a.Redis != nil {
+		a.Redis.Close()
+	}
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+}
+
+// Serve serves HTTP on addr until ctx ends, then shuts down gracefully.
+// ready, if set, receives the bound address.
+func (a *App) Serve(ctx context.Context, addr string, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	return a.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln until ctx ends, then shuts down gracefully.
+// The demo and the benchmark listen first, because the public URL they
+// configure must name the port.
+func (a *App) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
+	a.Log.InfoContext(ctx, "serving HTTP", slog.String("addr", ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Work runs the workers and schedules until ctx ends.
+func (a *App) Work(ctx context.Context) error {
+	w := a.Pipeline.NewWorker()
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	a.Log.InfoContext(ctx, "workers started")
+	<-ctx.Done()
+	a.Log.InfoContext(ctx, "stopping workers")
+	w.Shutdown()
+	return nil
+}
+
+// WatchRules reloads the rules on a change of the directory (and on
+// SIGHUP, wired by the caller).
+func (a *App) WatchRules(ctx context.Context) {
+	if a.Config.RulesDir == "" {
+		return
+	}
+	go func() {
+		if err := a.Rules.Watch(ctx, a.Config.RulesDir, a.Log); err != nil && ctx.Err() == nil {
+			a.Log.ErrorContext(ctx, "rules watcher stopped", slog.Any("error", err))
+		}
+	}()
+}

@@ -1,0 +1,112 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors the ledger returns; callers map them to answers.
+var (
+	// ErrNotFound: no such row (workspace, calendar, meeting, run, …).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the row is in a state that forbids the change.
+	ErrConflict = errors.New("conflict")
+)
+
+// Store is the ledger on a connection pool.
+type Store struct {
+	db *pgxpool.Pool
+}
+
+// New returns the ledger on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{db: pool} }
+
+// Pool is the ledger's pool, for readiness checks.
+func (s *Store) Pool() *pgxpool.Pool { return s.db }
+
+// Ping checks the database is reachable.
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
+
+// querier is a pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Tx is a ledger transaction: the statements of one sync page or one write
+// batch start, committed together.
+type Tx struct {
+	tx pgx.Tx
+}
+
+// Begin starts a transaction.
+func (s *Store) Begin(ctx context.Context) (*Tx, error) {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return &Tx{tx: tx}, nil
+}
+
+// Commit commits the transaction.
+func (t *Tx) Commit(ctx context.Context) error {
+	if err := t.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback rolls back the transaction unless it was committed; it is safe
+// to defer.
+func (t *Tx) Rollback(ctx context.Context) {
+	_ = t.tx.Rollback(context.WithoutCancel(ctx))
+}
+
+// ids reads a single text column.
+func ids(ctx context.Context, q querier, sql string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// Truncate cuts s to at most n bytes on a rune boundary: error texts stored
+// in the ledger are bounded.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xc0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// isInvalidText reports a malformed id (a text that is no uuid, say): the
+// row cannot exist.
+func isInvalidText(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "22P02" || pe.Code == "22021")
+}
