@@ -25,7 +25,9 @@
 // listed, then filtered on their end), active and canceled, page by page
 // (Calendly's page_token travels in ListRequest.PageToken), each with its
 // invitees (GET /scheduled_events/{uuid}/invitees) and its event type's
-// name. The last page carries NextCursor ListingCursor; a List with that
+// name (GET /event_types/{uuid}, cached for an hour). The Event resource
+// carries calendar_event; should a listing's items leave the field out,
+// each is completed with GET /scheduled_events/{uuid}. The last page carries NextCursor ListingCursor; a List with that
 // cursor is simply a full listing again, so a periodic "incremental" sync
 // is a reconciliation of the window. Deletions cannot be seen: a scheduled
 // event is canceled, never removed, so a listing shows cancellations as

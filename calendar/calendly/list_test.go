@@ -255,3 +255,30 @@ func TestListRefusesUnknownCalendar(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestListCalendarEvent: a listing carrying calendar_event costs no GET
+// per event; one that leaves it out is completed with GET by uuid.
+func TestListCalendarEvent(t *testing.T) {
+	e := newEnv(t)
+	src, _ := e.open(t, e.admin)
+	e.book(t, fake.BookingSpec{Start: t0.Add(time.Hour), Invitee: fake.InviteeSpec{Email: "a@acme.example"},
+		CalendarEvent: &fake.CalendarEvent{Kind: "google", ExternalID: "g1"}})
+	e.book(t, fake.BookingSpec{Start: t0.Add(2 * time.Hour), Invitee: fake.InviteeSpec{Email: "b@acme.example"}})
+	req := calendar.ListRequest{CalendarID: e.org.URI, TimeMin: t0}
+
+	for _, omit := range []bool{false, true} {
+		e.srv.SetListOmitsCalendarEvent(omit)
+		e.srv.ResetCalls()
+		events, _ := listAll(t, src, req)
+		if len(events) != 2 || events[0].Booking.CalendarEventID != "g1" || events[1].Booking.CalendarEventID != "" {
+			t.Fatalf("omit=%v: %+v %+v", omit, events[0].Booking, events[1].Booking)
+		}
+		want := 0
+		if omit {
+			want = 2
+		}
+		if n := e.srv.Calls()[fake.EndpointEvent]; n != want {
+			t.Errorf("omit=%v: %d GETs by uuid, want %d", omit, n, want)
+		}
+	}
+}

@@ -100,11 +100,12 @@ func (s *Source) eventType(ctx context.Context, uri string) (eventTypeInfo, erro
 	var res resource[eventTypeResource]
 	err := s.c.do(ctx, opGetEventType, http.MethodGet, "event_types/"+id, nil, nil, &res)
 	switch {
-	case calendar.ClassOf(err) == calendar.NotFound,
-		reasonOf(err) == reasonRole:
-		t := eventTypeInfo{}
-		s.cache.setEventType(id, t)
-		return t, nil
+	case calendar.ClassOf(err) == calendar.NotFound:
+		s.cache.setEventType(id, eventTypeInfo{})
+		return eventTypeInfo{}, nil
+	case reasonOf(err) == reasonRole:
+		// Another connection may read it: not cached.
+		return eventTypeInfo{}, nil
 	case err != nil:
 		return eventTypeInfo{}, err
 	}
@@ -241,7 +242,7 @@ func normalize(ev scheduledEvent, invs []invitee, et eventTypeInfo, root, ownerU
 	}
 
 	b := &calendar.Booking{EventType: et.name}
-	if ce := ev.CalendarEvent; ce != nil {
+	if ce := ev.CalendarEvent.value; ce != nil {
 		b.CalendarEventKind, b.CalendarEventID = ce.Kind, ce.ExternalID
 	}
 	for _, inv := range shown {

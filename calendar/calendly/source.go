@@ -135,6 +135,20 @@ func (s *Source) List(ctx context.Context, req calendar.ListRequest) (calendar.P
 		page.NextCursor = ListingCursor
 	}
 	for _, ev := range res.Collection {
+		if !ev.CalendarEvent.present {
+			// This listing does not carry calendar_event; GET the event,
+			// which does.
+			uuid := eventUUID(ev.URI)
+			if uuid == "" {
+				return calendar.Page{}, &calendar.Error{Class: calendar.Permanent, Op: opListEvents,
+					Err: errors.New("scheduled event without a valid uri")}
+			}
+			var full resource[scheduledEvent]
+			if err := s.c.do(ctx, opGetEvent, http.MethodGet, "scheduled_events/"+uuid, nil, nil, &full); err != nil {
+				return calendar.Page{}, err
+			}
+			ev = full.Resource
+		}
 		e, err := s.complete(ctx, ev)
 		if err != nil {
 			return calendar.Page{}, err
@@ -316,9 +330,12 @@ func (s *Source) Watch(ctx context.Context, req calendar.WatchRequest) (calendar
 	create := func() (subscription, error) {
 		var res resource[subscription]
 		err := s.c.do(ctx, opCreateWebhook, http.MethodPost, "webhook_subscriptions", nil, body, &res)
-		if reasonOf(err) == reasonRole && sc.scope == ScopeOrganization {
-			err = &calendar.Error{Class: calendar.Permanent, Op: opCreateWebhook,
-				Err: fmt.Errorf("%w (organization scope needs an owner or admin of the Calendly organization: connect as one, or with scope user)", errors.Unwrap(err))}
+		if reasonOf(err) == reasonRole {
+			hint := "user scope subscribes to the token's own user: connect with that user's token"
+			if sc.scope == ScopeOrganization {
+				hint = "organization scope needs an owner or admin of the Calendly organization: connect as one, or with scope user"
+			}
+			err = &calendar.Error{Class: calendar.Permanent, Op: opCreateWebhook, Err: fmt.Errorf("%w (%s)", errors.Unwrap(err), hint)}
 		}
 		return res.Resource, err
 	}

@@ -106,6 +106,11 @@ func TestWatchForbidden(t *testing.T) {
 		t.Fatalf("organization scope by a member: %v", err)
 	}
 
+	_, err = src.Watch(ctx, calendar.WatchRequest{CalendarID: e.rep2.URI, Address: h.address("a2")})
+	if calendar.ClassOf(err) != calendar.Permanent || !strings.Contains(err.Error(), "own user") {
+		t.Fatalf("user scope for another user: %v", err)
+	}
+
 	narrow, _ := e.open(t, e.rep, "users:read", "scheduled_events:read")
 	_, err = narrow.Watch(ctx, calendar.WatchRequest{CalendarID: e.rep.URI, Address: h.address("b")})
 	if calendar.ClassOf(err) != calendar.Auth || !strings.Contains(err.Error(), "scope") {

@@ -1,6 +1,7 @@
 package calendly
 
 import (
+	"encoding/json"
 	"strings"
 )
 
@@ -58,7 +59,29 @@ type scheduledEvent struct {
 	EventGuests []struct {
 		Email string `json:"email"`
 	} `json:"event_guests"`
-	CalendarEvent *calendarEvent `json:"calendar_event"`
+	CalendarEvent optionalCalendarEvent `json:"calendar_event"`
+}
+
+// optionalCalendarEvent tells a calendar_event that is null (the booking
+// made no calendar copy) from one that is absent (the answer does not
+// carry the field, as webhook payloads do not).
+type optionalCalendarEvent struct {
+	present bool
+	value   *calendarEvent
+}
+
+func (o *optionalCalendarEvent) UnmarshalJSON(b []byte) error {
+	o.present = true
+	if string(b) == "null" {
+		o.value = nil
+		return nil
+	}
+	o.value = new(calendarEvent)
+	return json.Unmarshal(b, o.value)
+}
+
+func (o optionalCalendarEvent) MarshalJSON() ([]byte, error) {
+	return json.Marshal(o.value)
 }
 
 type invitee struct {

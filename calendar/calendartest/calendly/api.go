@@ -176,7 +176,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, c caller) 
 	})
 	items := make([]wireEvent, 0, len(evs))
 	for _, ev := range evs {
-		items = append(items, s.wireEventLocked(ev, true))
+		items = append(items, s.wireEventLocked(ev, !s.listOmitsCE))
 	}
 	s.mu.Unlock()
 	writePage(w, r, s.URL()+"scheduled_events", items)

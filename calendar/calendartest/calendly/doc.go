@@ -5,8 +5,9 @@
 // tokens, token scopes (403 Insufficient scope), /users/me, organization
 // memberships with roles, event types, scheduled events and their invitees
 // with Calendly's pagination (pagination.next_page_token / next_page),
-// calendar_event on the Event resource only (webhook payloads do not carry
-// it), and webhook subscriptions: create (409 Already Exists for a URL
+// calendar_event on the Event resource, listed and fetched (webhook
+// payloads do not carry it; SetListOmitsCalendarEvent keeps it to GET by
+// uuid only), and webhook subscriptions: create (409 Already Exists for a URL
 // already subscribed in the organization, 403 for a scope the user may not
 // subscribe to or a free plan), list, get, delete, and a state that turns
 // disabled after deliveries failed for 24 hours of its clock.

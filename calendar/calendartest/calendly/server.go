@@ -100,6 +100,7 @@ type Server struct {
 	faults        []pendingFault
 	rateLimitWait time.Duration
 	signing       SigningMode
+	listOmitsCE   bool
 	held          []heldDelivery
 	deliveries    []Delivery
 }
@@ -207,6 +208,16 @@ func (s *Server) FailOn(endpoint string, f Fault, n int) {
 func (s *Server) SetRateLimitReset(d time.Duration) {
 	s.mu.Lock()
 	s.rateLimitWait = d
+	s.mu.Unlock()
+}
+
+// SetListOmitsCalendarEvent makes GET /scheduled_events leave
+// calendar_event out of its items, so that only GET
+// /scheduled_events/{uuid} carries it. By default the list carries it as
+// the Event resource does.
+func (s *Server) SetListOmitsCalendarEvent(on bool) {
+	s.mu.Lock()
+	s.listOmitsCE = on
 	s.mu.Unlock()
 }
 
