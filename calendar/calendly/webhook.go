@@ -209,8 +209,9 @@ func (p Parser) VerifySignature(req calendar.WebhookRequest, key []byte) error {
 	if maxFuture <= 0 {
 		maxFuture = DefaultMaxFuture
 	}
+	// Compared as instants: a difference of far-off times would saturate.
 	signed := time.Unix(t, 0)
-	if age := req.Received.Sub(signed); age > maxAge || -age > maxFuture {
+	if signed.Before(req.Received.Add(-maxAge)) || signed.After(req.Received.Add(maxFuture)) {
 		return ErrSignatureStale
 	}
 	return nil

@@ -147,6 +147,14 @@ func TestVerifySignature(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+	t.Run("far future, properly signed", func(t *testing.T) {
+		r := valid
+		r.Header = http.Header{}
+		r.Header.Set(calendly.SignatureHeader, fake.Sign(key, time.Unix(999999999999, 0), r.Body))
+		if err := w.prov.VerifySignature(r, key); !errors.Is(err, calendly.ErrSignatureStale) {
+			t.Fatalf("err %v", err)
+		}
+	})
 	t.Run("no receive time", func(t *testing.T) {
 		r := valid
 		r.Received = time.Time{}

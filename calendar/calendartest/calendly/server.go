@@ -53,24 +53,30 @@ type pendingFault struct {
 
 // Endpoint names used by Calls and FailOn.
 const (
-	EndpointToken             = "oauth.token"
-	EndpointMe                = "users.me"
-	EndpointUser              = "users.get"
-	EndpointMemberships       = "organization_memberships.list"
-	EndpointEventType         = "event_types.get"
-	EndpointEvents            = "scheduled_events.list"
-	EndpointEvent             = "scheduled_events.get"
-	EndpointInvitees          = "invitees.list"
-	EndpointInvitee           = "invitees.get"
-	EndpointCreateWebhook     = "webhook_subscriptions.create"
-	EndpointListWebhooks      = "webhook_subscriptions.list"
-	EndpointGetWebhook        = "webhook_subscriptions.get"
-	EndpointDeleteWebhook     = "webhook_subscriptions.delete"
-	defaultRateLimitReset     = 60 * time.Second
-	accessTokenTTL            = 2 * time.Hour
-	authorizationCodeTTL      = 10 * time.Minute
-	defaultPageSize           = 20
-	maxPageSize               = 100
+	EndpointToken         = "oauth.token"
+	EndpointMe            = "users.me"
+	EndpointUser          = "users.get"
+	EndpointMemberships   = "organization_memberships.list"
+	EndpointEventType     = "event_types.get"
+	EndpointEvents        = "scheduled_events.list"
+	EndpointEvent         = "scheduled_events.get"
+	EndpointInvitees      = "invitees.list"
+	EndpointInvitee       = "invitees.get"
+	EndpointCreateWebhook = "webhook_subscriptions.create"
+	EndpointListWebhooks  = "webhook_subscriptions.list"
+	EndpointGetWebhook    = "webhook_subscriptions.get"
+	EndpointDeleteWebhook = "webhook_subscriptions.delete"
+)
+
+// Calendly's numbers.
+const (
+	defaultRateLimitReset = 60 * time.Second
+	accessTokenTTL        = 2 * time.Hour
+	authorizationCodeTTL  = 10 * time.Minute
+	defaultPageSize       = 20
+	maxPageSize           = 100
+	// disableAfterFailingWindow: Calendly retries a failing delivery for
+	// 24 hours, then disables the subscription.
 	disableAfterFailingWindow = 24 * time.Hour
 )
 
