@@ -25,8 +25,9 @@ const (
 	// applies to starts, so that events that started before the window but
 	// end inside it are listed too.
 	maxEventDuration = 24 * time.Hour
-	// maxInviteePages bounds one event's invitees (100 a page).
-	maxInviteePages = 50
+	// maxPages bounds one walk through a collection (100 items a page):
+	// an event's invitees, a scope's subscriptions.
+	maxPages = 50
 )
 
 var webhookEvents = []string{"invitee.created", "invitee.canceled"}
@@ -236,7 +237,7 @@ func (s *Source) complete(ctx context.Context, ev scheduledEvent) (calendar.Even
 func (s *Source) invitees(ctx context.Context, eventUUID string) ([]invitee, error) {
 	var out []invitee
 	q := url.Values{"count": {"100"}}
-	for range maxInviteePages {
+	for range maxPages {
 		var res collection[invitee]
 		if err := s.c.do(ctx, opListInvitees, http.MethodGet, "scheduled_events/"+eventUUID+"/invitees", q, nil, &res); err != nil {
 			return nil, err
@@ -249,7 +250,7 @@ func (s *Source) invitees(ctx context.Context, eventUUID string) ([]invitee, err
 		q.Set("page_token", next)
 	}
 	return nil, &calendar.Error{Class: calendar.Permanent, Op: opListInvitees,
-		Err: fmt.Errorf("event %s has more than %d pages of invitees", eventUUID, maxInviteePages)}
+		Err: fmt.Errorf("event %s has more than %d pages of invitees", eventUUID, maxPages)}
 }
 
 // owner returns the token's user, once per Source.
@@ -404,7 +405,7 @@ func (s *Source) findSubscription(ctx context.Context, sc subScope, address stri
 	if sc.user != "" {
 		q.Set("user", sc.user)
 	}
-	for range maxInviteePages {
+	for range maxPages {
 		var res collection[subscription]
 		if err := s.c.do(ctx, opListWebhooks, http.MethodGet, "webhook_subscriptions", q, nil, &res); err != nil {
 			return subscription{}, false, err
