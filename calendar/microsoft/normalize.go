@@ -120,8 +120,10 @@ func normalize(e *event, master *event, account string) (calendar.Event, error) 
 			ev.OriginalStart = ev.Start
 		}
 	}
-	if e.LastModified != "" {
-		if ev.Updated, err = time.Parse(time.RFC3339Nano, e.LastModified); err != nil {
+	// A stripped occurrence carries no time of change: its content's is
+	// the master's.
+	if modified := firstNonEmpty(e.LastModified, c.LastModified); modified != "" {
+		if ev.Updated, err = time.Parse(time.RFC3339Nano, modified); err != nil {
 			return calendar.Event{}, fmt.Errorf("event %s: lastModifiedDateTime: %w", e.ID, err)
 		}
 		ev.Updated = ev.Updated.UTC()
