@@ -191,7 +191,9 @@ func TestIncremental(t *testing.T) {
 			return e.srv.AddAttendee(alice, f.single, graph.Attendee{Person: graph.Person{Address: "dave@initech.com"}, Response: "tentativelyAccepted"})
 		}, nil},
 		{"attendee removed", func() error { return e.srv.RemoveAttendee(alice, f.single, "carol@globex.com") }, nil},
-		{"occurrence moved", func() error { return e.srv.MoveOccurrence(alice, f.series, f.origs[1], moved, moved.Add(15*time.Minute)) },
+		{"occurrence moved", func() error {
+			return e.srv.MoveOccurrence(alice, f.series, f.origs[1], moved, moved.Add(15*time.Minute))
+		},
 			func() []calendar.Event { return []calendar.Event{standup(f, 1, moved)} }},
 		{"occurrence cancelled", func() error { return e.srv.CancelOccurrence(alice, f.series, f.origs[2]) },
 			func() []calendar.Event { return []calendar.Event{{ID: f.occ[2], Status: calendar.StatusCancelled}} }},
