@@ -217,7 +217,11 @@ func (s *Source) resolve(ctx context.Context, items []event, start, end time.Tim
 	for id := range wantMaster {
 		getMaster(id)
 	}
+	removedIDs := make([]string, 0, len(removed))
 	for id := range removed {
+		removedIDs = append(removedIDs, id)
+	}
+	for _, id := range removedIDs {
 		g.Go(func() error {
 			ev, err := s.getEvent(gctx, id, !s.cfg.SkipPrivate)
 			if err != nil && calendar.ClassOf(err) != calendar.NotFound {
