@@ -143,8 +143,9 @@ func normalize(e *event, master *event, account string) (calendar.Event, error) 
 			Response: calendar.ResponseAccepted,
 		}
 	}
-	// Google lists the organizer among the attendees; Graph does not.
-	if ev.Organizer.Email != "" {
+	// Google lists the organizer among the attendees of an event that has
+	// any; Graph never does.
+	if ev.Organizer.Email != "" && len(c.Attendees) > 0 {
 		ev.Attendees = append(ev.Attendees, ev.Organizer)
 	}
 	for _, a := range c.Attendees {

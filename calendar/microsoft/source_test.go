@@ -120,7 +120,9 @@ func TestInitialSync(t *testing.T) {
 	}
 	off := evs[f.allDay]
 	if !off.AllDay || off.StartDate != "2026-04-03" || off.EndDate != "2026-04-05" || off.Visibility != "private" ||
-		off.EventType != "outOfOffice" || !off.Start.Equal(time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC)) {
+		off.EventType != "outOfOffice" || !off.Start.Equal(time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC)) ||
+		// Like Google: no attendee list (not even the organizer) without invitees.
+		len(off.Attendees) != 0 || off.Organizer != me {
 		t.Errorf("all-day event %+v", off)
 	}
 	// Exchange's own series: one upper-case hex UID, date bytes cleared,

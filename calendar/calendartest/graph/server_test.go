@@ -297,3 +297,28 @@ func TestGlobalObjectID(t *testing.T) {
 		t.Fatalf("id %s", id)
 	}
 }
+
+// scripting is the Go API tests drive a user's changes with, as
+// calendartest.Server offers it for Google.
+type scripting interface {
+	URL() string
+	Close()
+	Insert(address, calendarID string, spec EventSpec) (string, error)
+	Move(address, eventID string, start, end time.Time) error
+	Rename(address, eventID, subject string) error
+	Cancel(address, eventID string) error
+	Delete(address, eventID string) error
+	AddAttendee(address, eventID string, a Attendee) error
+	RemoveAttendee(address, eventID, attendee string) error
+	MoveOccurrence(address, masterID string, originalStart, start, end time.Time) error
+	CancelOccurrence(address, masterID string, originalStart time.Time) error
+	Notify(address, calendarID string, eventIDs ...string) error
+	Lifecycle(subscriptionID, event string) error
+	SetAutoNotify(on bool)
+	Calls() map[string]int
+	FailNext(n, status int, code string)
+	Throttle(n int, retryAfter time.Duration)
+	Revoke(tok string)
+}
+
+var _ scripting = (*Server)(nil)
