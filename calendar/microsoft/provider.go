@@ -128,7 +128,8 @@ type Config struct {
 	// Slide is how far the sync window may move before a cursor bound to it
 	// expires: a listing asks Graph for [TimeMin, TimeMax+Slide), and a
 	// cursor whose window starts more than Slide before the requested
-	// TimeMin, or ends before the requested TimeMax, answers CursorExpired.
+	// TimeMin (or after it), or ends before the requested TimeMax, answers
+	// CursorExpired.
 	// Default 24h.
 	Slide time.Duration
 	// SkipPrivate stops reading Rapport's extended properties back into

@@ -109,6 +109,9 @@ func (s *Source) List(ctx context.Context, req calendar.ListRequest) (calendar.P
 			return fail(calendar.CursorExpired, "cursor is not one this adapter wrote for %s", s.cfg.BaseURL)
 		}
 		start, end := p.window()
+		if !req.TimeMin.IsZero() && req.TimeMin.Before(start) {
+			return fail(calendar.CursorExpired, "the sync window grew back: cursor starts %s, window %s", start.Format(time.RFC3339), req.TimeMin.UTC().Format(time.RFC3339))
+		}
 		if !req.TimeMin.IsZero() && req.TimeMin.Sub(start) > s.cfg.Slide {
 			return fail(calendar.CursorExpired, "the sync window moved on: cursor starts %s, window %s", start.Format(time.RFC3339), req.TimeMin.UTC().Format(time.RFC3339))
 		}

@@ -320,6 +320,10 @@ func TestWindowSlide(t *testing.T) {
 			t.Fatalf("window moved %v: %v", d, err)
 		}
 	}
+	// The backfill grew: the cursor does not cover the new start.
+	if _, err := e.src.List(ctx, calendar.ListRequest{CalendarID: "primary", Cursor: cursor, TimeMin: lo.Add(-time.Hour), TimeMax: hi}); calendar.ClassOf(err) != calendar.CursorExpired {
+		t.Fatalf("backfill grew: %v", err)
+	}
 	// The lookahead grew past the listed end.
 	if _, err := e.src.List(ctx, calendar.ListRequest{CalendarID: "primary", Cursor: cursor, TimeMin: lo, TimeMax: hi.Add(25 * time.Hour)}); calendar.ClassOf(err) != calendar.CursorExpired {
 		t.Fatalf("lookahead grew: %v", err)
