@@ -1,6 +1,6 @@
 // Package rules owns the filter rules that decide which calendar events become
-// CRM meetings. It loads a directory of YAML rule files (every *.yaml except
-// *_test.yaml, in name order) by walking the YAML node tree, so that every
+// CRM meetings. It loads a directory of YAML rule files (every *.yaml and *.yml
+// except the test files *_test.yaml and *_test.yml, in name order) by walking the YAML node tree, so that every
 // mistake — an unknown key, a duplicate rule name, an expression that does not
 // compile — is reported as file:line:col; it compiles each rule's `when` with
 // expr against a typed environment and keeps the programs in an immutable Set
@@ -10,7 +10,7 @@
 // companies matched — never e-mail addresses) explains it. The package also
 // owns the built-in default rules (default.yaml, embedded), the ownership table
 // of the meeting properties Rapport writes, the rules version (a content hash,
-// plus the git commit of a checkout), the runner of *_test.yaml test files
+// plus the git commit of a checkout), the runner of *_test.yaml (*_test.yml) test files
 // behind `rapport rules test`, the check behind `rapport rules check`, and the
 // Holder and Watch that swap in a reloaded Set atomically while refusing a
 // broken one. It knows nothing of queues, HTTP or the database.

@@ -35,8 +35,9 @@ type ruleFile struct {
 	data []byte
 }
 
-// Load reads every *.yaml file of dir except *_test.yaml (and hidden files),
-// in name order, and compiles the rules. Mistakes are returned together as an
+// Load reads every rule file of dir — *.yaml and *.yml, except the test
+// files *_test.yaml and *_test.yml, and hidden files — in name order, and
+// compiles the rules. Mistakes are returned together as an
 // ErrorList of "file:line:col: message" errors; other failures (an unreadable
 // directory, no rule files) as plain errors.
 func Load(dir string) (*Set, error) {
@@ -45,7 +46,7 @@ func Load(dir string) (*Set, error) {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("load rules from %s: %w (*.yaml other than *_test.yaml)", dir, ErrNoRuleFiles)
+		return nil, fmt.Errorf("load rules from %s: %w (*.yaml or *.yml other than *_test.yaml and *_test.yml)", dir, ErrNoRuleFiles)
 	}
 	s, err := build(files)
 	if err != nil {
@@ -84,11 +85,30 @@ func Default() *Set { return defaultSet() }
 // rules directory of one's own.
 func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
 
-func isRuleFile(name string) bool {
-	return strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, "_test.yaml")
+// isRuleFile and isTestFile select files by extension, .yaml or .yml in any
+// case: a file a user named rules.yml must not be ignored while the check
+// reports the rest as fine.
+func isRuleFile(name string) bool { return hasYAMLExt(name) && !isTestFile(name) }
+
+func isTestFile(name string) bool {
+	base, ok := cutYAMLExt(name)
+	return ok && strings.HasSuffix(strings.ToLower(base), "_test")
 }
 
-func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.yaml") }
+func hasYAMLExt(name string) bool {
+	_, ok := cutYAMLExt(name)
+	return ok
+}
+
+// cutYAMLExt returns name without its .yaml or .yml extension.
+func cutYAMLExt(name string) (string, bool) {
+	ext := filepath.Ext(name)
+	switch strings.ToLower(ext) {
+	case ".yaml", ".yml":
+		return strings.TrimSuffix(name, ext), true
+	}
+	return name, false
+}
 
 // readDir reads the regular files of dir selected by keep, in name order.
 func readDir(dir string, keep func(string) bool) ([]ruleFile, error) {
