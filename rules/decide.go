@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/vm"
@@ -54,6 +55,20 @@ type Decision struct {
 	// appearance among the attendees.
 	Companies []matching.CompanyRef `json:"companies"`
 	Version   string                `json:"version"`
+
+	// ContactEmails are the normalised (lower-case) addresses of the
+	// attendees that count as external and whose domain matched a company,
+	// sorted and unique: the people to associate as CRM contacts. They come
+	// from the attendee list, like Companies.
+	//
+	// Addresses are never serialised: a Decision is stored as the trace,
+	// and the database keeps no addresses.
+	ContactEmails []string `json:"-"`
+	// OwnerEmails are the candidates for the CRM owner, best first and
+	// unique: the organizer when internal (whether or not the attendee list
+	// holds them), then the internal attendees that are not resources, in
+	// list order. Normalised (lower-case); never serialised.
+	OwnerEmails []string `json:"-"`
 }
 
 // TraceStep is one evaluated rule.
@@ -198,9 +213,11 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 	}
 
 	extra := make([]matching.Class, 0, 2)
+	var orgClass *matching.Class
 	if organizerAt >= 0 {
 		env.Event.Organizer = &atts[organizerAt]
 		env.Event.Organizer.Organizer = true
+		orgClass = &classes[organizerAt]
 	} else {
 		o := ev.Organizer
 		o.Organizer = true
@@ -212,6 +229,7 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 		a, c := s.synthesize(&atts[len(atts)-1], cl, &o, in)
 		env.Event.Organizer = a
 		extra = append(extra, c)
+		orgClass = &c
 		if o.Self && ownerAt < 0 {
 			env.Owner = a
 		}
@@ -248,7 +266,38 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 			d.Attendees = append(d.Attendees, t)
 		}
 	}
+	d.ContactEmails = contactEmails(classes)
+	d.OwnerEmails = ownerEmails(orgClass, classes)
 	return env, d
+}
+
+// contactEmails lists the addresses of the external attendees of matched
+// companies, sorted and unique.
+func contactEmails(classes []matching.Class) []string {
+	var out []string
+	for i := range classes {
+		if c := &classes[i]; c.Valid && c.External() && len(c.Companies) > 0 {
+			out = append(out, c.Email)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ownerEmails lists the owner candidates: the organizer when internal, then
+// the internal attendees that are not resources.
+func ownerEmails(organizer *matching.Class, classes []matching.Class) []string {
+	var out []string
+	add := func(c *matching.Class) {
+		if c != nil && c.Valid && c.Internal && !c.Resource && !slices.Contains(out, c.Email) {
+			out = append(out, c.Email)
+		}
+	}
+	add(organizer)
+	for i := range classes {
+		add(&classes[i])
+	}
+	return out
 }
 
 // synthesize fills a, an owner or organizer missing from the attendee list.
