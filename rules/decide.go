@@ -165,6 +165,9 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 		EventType:     orDefault(ev.EventType, "default"),
 		Recurring:     ev.RecurringEventID != "",
 		ConferenceURL: ev.ConferenceURL,
+		Source:        ev.Source,
+		ShowAs:        ev.ShowAs,
+		Booking:       bookingOf(ev.Booking),
 	}
 	if !ev.Start.IsZero() && !ev.End.IsZero() {
 		env.Event.Duration = ev.End.Sub(ev.Start)
@@ -298,6 +301,43 @@ func ownerEmails(organizer *matching.Class, classes []matching.Class) []string {
 		add(&classes[i])
 	}
 	return out
+}
+
+// bookingOf is the environment's view of a booking; nil for a calendar
+// event.
+func bookingOf(b *calendar.Booking) *bookingEnv {
+	if b == nil {
+		return nil
+	}
+	be := &bookingEnv{
+		EventType:   b.EventType,
+		Rescheduled: b.Rescheduled,
+		UTM: &utmEnv{
+			Source:   utm(b.UTM, "source"),
+			Medium:   utm(b.UTM, "medium"),
+			Campaign: utm(b.UTM, "campaign"),
+			Content:  utm(b.UTM, "content"),
+			Term:     utm(b.UTM, "term"),
+		},
+	}
+	if len(b.Answers) > 0 {
+		as := make([]answerEnv, len(b.Answers))
+		be.Answers = make([]*answerEnv, len(b.Answers))
+		for i, a := range b.Answers {
+			as[i] = answerEnv{Question: a.Question, Answer: a.Answer}
+			be.Answers[i] = &as[i]
+		}
+	}
+	return be
+}
+
+// utm reads one tracking parameter, keyed as the query parameter
+// ("utm_source") or by its bare name ("source").
+func utm(m map[string]string, name string) string {
+	if v, ok := m["utm_"+name]; ok {
+		return v
+	}
+	return m[name]
 }
 
 // synthesize fills a, an owner or organizer missing from the attendee list.

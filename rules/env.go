@@ -46,6 +46,35 @@ type eventEnv struct {
 	Organizer     *attendeeEnv   `expr:"organizer"`
 	Attendees     []*attendeeEnv `expr:"attendees"`
 	ConferenceURL string         `expr:"conference_url"`
+	// Source is the provider of this copy: google, microsoft or calendly.
+	Source string `expr:"source"`
+	// ShowAs is free, tentative, busy, oof or workingElsewhere; "" when the
+	// provider does not say.
+	ShowAs string `expr:"show_as"`
+	// Booking is nil for calendar events.
+	Booking *bookingEnv `expr:"booking"`
+}
+
+type bookingEnv struct {
+	EventType   string       `expr:"event_type"`
+	Answers     []*answerEnv `expr:"answers"`
+	UTM         *utmEnv      `expr:"utm"`
+	Rescheduled bool         `expr:"rescheduled"`
+}
+
+type answerEnv struct {
+	Question string `expr:"question"`
+	Answer   string `expr:"answer"`
+}
+
+// utmEnv holds a booking's tracking parameters; each is "" when absent, so
+// a rule may compare them without checking for nil.
+type utmEnv struct {
+	Source   string `expr:"source"`
+	Medium   string `expr:"medium"`
+	Campaign string `expr:"campaign"`
+	Content  string `expr:"content"`
+	Term     string `expr:"term"`
 }
 
 type attendeeEnv struct {
@@ -119,6 +148,12 @@ var typeNames = strings.NewReplacer(
 	"*rules.contactEnv", "contact",
 	"rules.contactEnv", "contact",
 	"rules.eventEnv", "event",
+	"*rules.bookingEnv", "booking",
+	"rules.bookingEnv", "booking",
+	"*rules.answerEnv", "answer",
+	"rules.answerEnv", "answer",
+	"*rules.utmEnv", "utm",
+	"rules.utmEnv", "utm",
 	"rules.workspaceEnv", "workspace",
 	"rules.evalEnv", "environment",
 )

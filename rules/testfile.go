@@ -29,7 +29,12 @@ var (
 	testFileKeys  = []string{"version", "tests"}
 	testKeys      = []string{"name", "event", "owner", "workspace", "internal_domains", "companies", "contacts", "logged", "expect"}
 	testEventKeys = []string{"id", "ical_uid", "title", "description", "location", "start", "end", "all_day", "status",
-		"visibility", "event_type", "recurring", "organizer", "attendees", "conference_url"}
+		"visibility", "event_type", "recurring", "organizer", "attendees", "conference_url", "source", "show_as", "booking"}
+	testBookingKeys  = []string{"event_type", "answers", "utm", "rescheduled"}
+	testAnswerKeys   = []string{"question", "answer"}
+	testUTMKeys      = []string{"source", "medium", "campaign", "content", "term"}
+	sourceNames      = []string{"google", "microsoft", "calendly"}
+	showAsNames      = []string{"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}
 	testAttendeeKeys = []string{"email", "name", "response", "optional", "resource", "organizer", "self"}
 	testCompanyKeys  = []string{"id", "name", "domains"}
 	testExpectKeys   = []string{"action", "rule"}
@@ -193,8 +198,21 @@ func parseEvent(w *walker, n *yaml.Node, ev *calendar.Event) bool {
 			if items, ok1 = w.seq(p.val, "attendees"); ok1 {
 				ev.Attendees, ok1 = parseAttendees(w, items, "attendee")
 			}
+		case "source":
+			ev.Source, ok1 = w.oneOf(p.val, "source", sourceNames...)
+		case "show_as":
+			ev.ShowAs, ok1 = w.oneOf(p.val, "show_as", showAsNames...)
+		case "booking":
+			ev.Booking, ok1 = parseBooking(w, p.val)
 		}
 		ok = ok && ok1
+	}
+	if ev.Source == "" {
+		// Most events come from a calendar; a booking from Calendly.
+		ev.Source = "google"
+		if ev.Booking != nil {
+			ev.Source = "calendly"
+		}
 	}
 	if ok && startN != nil && endN != nil && ev.End.Before(ev.Start) {
 		w.fail(endN, "end is before start")
@@ -289,6 +307,49 @@ func parseAttendees(w *walker, items []*yaml.Node, what string) ([]calendar.Atte
 		out = append(out, a)
 	}
 	return out, ok
+}
+
+func parseBooking(w *walker, n *yaml.Node) (*calendar.Booking, bool) {
+	pairs, ok := w.mapping(n, "booking", testBookingKeys)
+	b := &calendar.Booking{}
+	for _, p := range pairs {
+		var ok1 bool
+		switch p.key.Value {
+		case "event_type":
+			b.EventType, ok1 = w.str(p.val, "booking event_type")
+		case "rescheduled":
+			b.Rescheduled, ok1 = w.boolean(p.val, "booking rescheduled")
+		case "utm":
+			var fields []pair
+			fields, ok1 = w.mapping(p.val, "booking utm", testUTMKeys)
+			b.UTM = make(map[string]string, len(fields))
+			for _, f := range fields {
+				v, ok2 := w.str(f.val, "utm "+f.key.Value)
+				ok1 = ok1 && ok2
+				b.UTM["utm_"+f.key.Value] = v
+			}
+		case "answers":
+			var items []*yaml.Node
+			items, ok1 = w.seq(p.val, "booking answers")
+			for _, it := range items {
+				fields, ok2 := w.mapping(it, "a booking answer", testAnswerKeys)
+				ok1 = ok1 && ok2
+				var a calendar.Answer
+				for _, f := range fields {
+					var ok3 bool
+					if f.key.Value == "question" {
+						a.Question, ok3 = w.str(f.val, "question")
+					} else {
+						a.Answer, ok3 = w.str(f.val, "answer")
+					}
+					ok1 = ok1 && ok3
+				}
+				b.Answers = append(b.Answers, a)
+			}
+		}
+		ok = ok && ok1
+	}
+	return b, ok
 }
 
 func parseWorkspace(w *walker, n *yaml.Node, ws *Workspace) bool {

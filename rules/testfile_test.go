@@ -105,7 +105,7 @@ func TestTestFileErrors(t *testing.T) {
 `,
 			want: []string{
 				`t_test.yaml:3:5: unknown key "evnt" in a test (want name, event, owner, workspace, internal_domains, companies, contacts, logged, expect)`,
-				`t_test.yaml:4:23: unknown key "colour" in event (want id, ical_uid, title, description, location, start, end, all_day, status, visibility, event_type, recurring, organizer, attendees, conference_url)`,
+				`t_test.yaml:4:23: unknown key "colour" in event (want id, ical_uid, title, description, location, start, end, all_day, status, visibility, event_type, recurring, organizer, attendees, conference_url, source, show_as, booking)`,
 				`t_test.yaml:4:69: unknown key "role" in attendee (want email, name, response, optional, resource, organizer, self)`,
 				`t_test.yaml:5:27: unknown key "because" in expect (want action, rule)`,
 			},
@@ -152,6 +152,32 @@ func TestTestFileErrors(t *testing.T) {
 				`t_test.yaml:11:17: company is missing "id"`,
 				`t_test.yaml:12:13: logged must be true or false, got 1`,
 				`t_test.yaml:13:22: action must be "log" or "skip", got "ignore"`,
+			},
+		},
+		{
+			name: "bad booking",
+			file: `tests:
+  - name: t
+    event:
+      source: zoom
+      show_as: away
+      booking:
+        event_type: [Demo]
+        answers: [{question: "Team size", answr: "12"}, "12"]
+        utm: {source: x, medium: 3, camp: y}
+        rescheduled: sometimes
+        extra: 1
+    expect: {action: log}
+`,
+			want: []string{
+				`t_test.yaml:4:15: source must be "google", "microsoft" or "calendly", got "zoom"`,
+				`t_test.yaml:5:16: show_as must be "free", "tentative", "busy", "oof", "workingElsewhere" or "unknown", got "away"`,
+				`t_test.yaml:7:21: booking event_type must be a string, got a list`,
+				`t_test.yaml:8:43: unknown key "answr" in a booking answer (want question, answer)`,
+				`t_test.yaml:8:57: a booking answer must be a mapping, got the string "12"`,
+				`t_test.yaml:9:37: unknown key "camp" in booking utm (want source, medium, campaign, content, term)`,
+				`t_test.yaml:10:22: booking rescheduled must be true or false, got the string "sometimes"`,
+				`t_test.yaml:11:9: unknown key "extra" in booking (want event_type, answers, utm, rescheduled)`,
 			},
 		},
 		{
