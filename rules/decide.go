@@ -30,6 +30,18 @@ type Input struct {
 	// Contacts maps lower-cased e-mail addresses to CRM contact ids, when
 	// known.
 	Contacts map[string]string
+	// CompanyProperties returns the crm_properties.companies values of a
+	// matched company, by property name as HubSpot returns them (a missing
+	// name reads as ""). It is called once per matched company and
+	// decision, and only when Set.ReadsCompanyProperties; nil gives every
+	// company no values. The map is read, never written or kept.
+	CompanyProperties func(companyID string) map[string]string
+	// ContactProperties maps lower-cased e-mail addresses to the
+	// crm_properties.contacts values of their CRM contacts. Fill it only
+	// when Set.ReadsContactProperties: it costs a CRM lookup per attendee.
+	// An attendee found here, or in Contacts, has a contact in the
+	// environment.
+	ContactProperties map[string]map[string]string
 	// Logged reports that the meeting is already logged in the CRM: a
 	// cancelled event never logged is skipped, while the cancellation of a
 	// logged one must reach the CRM.
@@ -179,7 +191,7 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 		env.Companies = make([]*companyEnv, len(companies))
 		cs := make([]companyEnv, len(companies))
 		for i, c := range companies {
-			cs[i] = companyEnv{ID: c.ID, Name: c.Name, Domain: c.Domain}
+			cs[i] = companyEnv{ID: c.ID, Name: c.Name, Domain: c.Domain, Properties: s.companyProperties(in, c.ID)}
 			env.Companies[i] = &cs[i]
 		}
 	}
@@ -192,7 +204,7 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 	d.Attendees = make([]AttendeeTrace, n, n+2)
 	for i := range ev.Attendees {
 		a := &atts[i]
-		s.attendee(a, &ev.Attendees[i], &classes[i], env.Companies, in.Contacts)
+		s.attendee(a, &ev.Attendees[i], &classes[i], env.Companies, in)
 		env.Event.Attendees[i] = a
 		if classes[i].External() {
 			env.External = append(env.External, a)
@@ -277,7 +289,16 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 // contactEmails lists the addresses of the external attendees of matched
 // companies, sorted and unique.
 func contactEmails(classes []matching.Class) []string {
-	var out []string
+	n := 0
+	for i := range classes {
+		if c := &classes[i]; c.Valid && c.External() && len(c.Companies) > 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
 	for i := range classes {
 		if c := &classes[i]; c.Valid && c.External() && len(c.Companies) > 0 {
 			out = append(out, c.Email)
@@ -290,9 +311,22 @@ func contactEmails(classes []matching.Class) []string {
 // ownerEmails lists the owner candidates: the organizer when internal, then
 // the internal attendees that are not resources.
 func ownerEmails(organizer *matching.Class, classes []matching.Class) []string {
-	var out []string
+	candidate := func(c *matching.Class) bool { return c != nil && c.Valid && c.Internal && !c.Resource }
+	n := 0
+	if candidate(organizer) {
+		n++
+	}
+	for i := range classes {
+		if candidate(&classes[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
 	add := func(c *matching.Class) {
-		if c != nil && c.Valid && c.Internal && !c.Resource && !slices.Contains(out, c.Email) {
+		if candidate(c) && !slices.Contains(out, c.Email) {
 			out = append(out, c.Email)
 		}
 	}
@@ -349,9 +383,9 @@ func (s *Set) synthesize(a *attendeeEnv, cl *matching.Classifier, att *calendar.
 	c := cl.Classify(*att)
 	var companies []*companyEnv
 	for _, ref := range c.Companies {
-		companies = append(companies, &companyEnv{ID: ref.ID, Name: ref.Name, Domain: ref.Domain})
+		companies = append(companies, &companyEnv{ID: ref.ID, Name: ref.Name, Domain: ref.Domain, Properties: s.companyProperties(in, ref.ID)})
 	}
-	s.attendee(a, att, &c, companies, in.Contacts)
+	s.attendee(a, att, &c, companies, in)
 	return a, c
 }
 
@@ -396,7 +430,7 @@ func find(as []calendar.Attendee, classes []matching.Class, email string, flag f
 
 // attendee fills one attendee of the environment; its company is the
 // shared record of the first matched company.
-func (s *Set) attendee(a *attendeeEnv, att *calendar.Attendee, c *matching.Class, companies []*companyEnv, contacts map[string]string) {
+func (s *Set) attendee(a *attendeeEnv, att *calendar.Attendee, c *matching.Class, companies []*companyEnv, in *Input) {
 	*a = attendeeEnv{
 		Email:     att.Email,
 		Name:      att.Name,
@@ -421,15 +455,38 @@ func (s *Set) attendee(a *attendeeEnv, att *calendar.Attendee, c *matching.Class
 			}
 		}
 	}
-	if len(contacts) > 0 {
-		id, ok := contacts[c.Email]
-		if !ok || !c.Valid {
-			id, ok = contacts[strings.ToLower(strings.TrimSpace(att.Email))]
+	if len(in.Contacts) > 0 || len(in.ContactProperties) > 0 && s.readsContacts {
+		id, okID := lookup(in.Contacts, c, att)
+		var props map[string]string
+		okProps := false
+		if s.readsContacts {
+			props, okProps = lookup(in.ContactProperties, c, att)
 		}
-		if ok {
-			a.Contact = &contactEnv{ID: id}
+		if okID || okProps {
+			a.Contact = &contactEnv{ID: id, Properties: props}
 		}
 	}
+}
+
+// lookup finds an attendee in a map keyed by lower-cased address: by the
+// normalised address, else by the address as written, lower-cased.
+func lookup[V any](m map[string]V, c *matching.Class, att *calendar.Attendee) (V, bool) {
+	if c.Valid {
+		if v, ok := m[c.Email]; ok {
+			return v, true
+		}
+	}
+	v, ok := m[strings.ToLower(strings.TrimSpace(att.Email))]
+	return v, ok
+}
+
+// companyProperties returns a company's property values when an expression
+// reads them.
+func (s *Set) companyProperties(in *Input, id string) companyProps {
+	if !s.readsCompanies || in.CompanyProperties == nil {
+		return nil
+	}
+	return in.CompanyProperties(id)
 }
 
 // traceOf describes one attendee; its company ids are appended to ids and

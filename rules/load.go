@@ -163,11 +163,16 @@ type builder struct {
 	blocked []string
 	owners  map[string]Owner
 	ownerAt map[string]string
+	// crm_properties, and the expressions whose reads of them are checked
+	// once every file is read.
+	crmCompanies []string
+	crmContacts  []string
+	pending      []pendingWhen
 }
 
 // The keys and values a rule file may hold.
 var (
-	topLevelKeys = []string{"version", "rules", "default", "free_mail", "blocked_domains", "ownership"}
+	topLevelKeys = []string{"version", "rules", "default", "free_mail", "blocked_domains", "ownership", "crm_properties"}
 	ruleKeys     = []string{"name", "when", "action", "reason"}
 	freeMailKeys = []string{"add", "remove"}
 	actionNames  = []string{string(ActionLog), string(ActionSkip)}
@@ -183,14 +188,19 @@ func build(files []ruleFile) (*Set, error) {
 	for _, f := range files {
 		b.file(f)
 	}
+	readsCompanies, readsContacts := b.checkProperties()
 	if err := b.e.err(); err != nil {
 		return nil, err
 	}
 	s := &Set{
-		rules:    b.rules,
-		def:      cmp.Or(b.def, ActionSkip),
-		blocked:  dedupe(b.blocked),
-		freeMail: matching.DefaultFreeMail().With(dedupe(b.freeAdd), dedupe(b.freeDel)),
+		rules:          b.rules,
+		def:            cmp.Or(b.def, ActionSkip),
+		blocked:        dedupe(b.blocked),
+		freeMail:       matching.DefaultFreeMail().With(dedupe(b.freeAdd), dedupe(b.freeDel)),
+		crmCompanies:   dedupe(b.crmCompanies),
+		crmContacts:    dedupe(b.crmContacts),
+		readsCompanies: readsCompanies,
+		readsContacts:  readsContacts,
 	}
 	if len(b.owners) > 0 {
 		s.ownership.m = maps.Clone(defaultOwnership)
@@ -255,6 +265,8 @@ func (b *builder) file(f ruleFile) {
 			b.blocked = append(b.blocked, b.domains(w, p.val, "blocked_domains")...)
 		case "ownership":
 			b.ownership(w, p.val)
+		case "crm_properties":
+			b.crmProperties(w, p.val)
 		}
 	}
 	if root.Kind == yaml.MappingNode && !hasVersion {
@@ -350,11 +362,18 @@ func (b *builder) when(w *walker, src *sourceLines, n *yaml.Node, r *Rule) bool 
 		return false
 	}
 	prog, err := compile(text)
+	var reads []propRead
+	if err == nil {
+		reads, err = propertyReads(text)
+	}
 	if err != nil {
 		msg, off := exprError(err)
 		line, col := src.scalarPos(n, max(off, 0))
 		b.e.at(w.file, line, col, "when: %s", msg)
 		return false
+	}
+	if len(reads) > 0 {
+		b.pending = append(b.pending, pendingWhen{file: w.file, src: src, node: n, reads: reads})
 	}
 	r.When, r.program = text, prog
 	return true

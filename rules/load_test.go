@@ -49,7 +49,7 @@ func TestLoadErrors(t *testing.T) {
 			files: map[string]string{"a.yaml": `version: 1
 rulez: []
 `},
-			want: []string{`a.yaml:2:1: unknown key "rulez" in a rule file (want version, rules, default, free_mail, blocked_domains, ownership)`},
+			want: []string{`a.yaml:2:1: unknown key "rulez" in a rule file (want version, rules, default, free_mail, blocked_domains, ownership, crm_properties)`},
 		},
 		{
 			name: "unknown rule key",
