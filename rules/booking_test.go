@@ -91,7 +91,7 @@ func TestRunTestsBooking(t *testing.T) {
 		"a.yaml": `version: 1
 rules:
   - name: demo-booking
-    when: event.booking?.event_type == "Demo" && event.source == "calendly"
+    when: event.booking != nil && event.booking.event_type == "Demo" && event.source == "calendly"
     action: log
   - name: big-team
     when: any(event.booking?.answers ?? [], .question == "Team size" && .answer == "200+")

@@ -59,6 +59,9 @@ type Decision struct {
 	Reason string `json:"reason"`
 	// Trace lists the rules evaluated, in order, up to the deciding one.
 	Trace []TraceStep `json:"trace"`
+	// Event holds the event's classes that rules commonly decide on, so
+	// that Explain can say why from the stored decision alone.
+	Event EventTrace `json:"event"`
 	// Attendees describes the event's attendees in order, followed by the
 	// organizer and the owner when they are not in the list (and their
 	// addresses are known).
@@ -81,6 +84,22 @@ type Decision struct {
 	// holds them), then the internal attendees that are not resources, in
 	// list order. Normalised (lower-case); never serialised.
 	OwnerEmails []string `json:"-"`
+}
+
+// EventTrace is what a decision records of the event itself: classes, never
+// its title, description or people.
+type EventTrace struct {
+	Status     string `json:"status,omitempty"`
+	Visibility string `json:"visibility,omitempty"`
+	EventType  string `json:"event_type,omitempty"`
+	AllDay     bool   `json:"all_day,omitempty"`
+	Source     string `json:"source,omitempty"`
+	ShowAs     string `json:"show_as,omitempty"`
+	// BookingEventType is the booking page's event type ("Demo") of a
+	// booking; empty for a calendar event.
+	BookingEventType string `json:"booking_event_type,omitempty"`
+	// Logged is the Input's: the meeting was already in the CRM.
+	Logged bool `json:"logged,omitempty"`
 }
 
 // TraceStep is one evaluated rule.
@@ -187,6 +206,18 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 
 	var d Decision
 	d.Companies = companies
+	d.Event = EventTrace{
+		Status:     env.Event.Status,
+		Visibility: env.Event.Visibility,
+		EventType:  env.Event.EventType,
+		AllDay:     ev.AllDay,
+		Source:     ev.Source,
+		ShowAs:     ev.ShowAs,
+		Logged:     in.Logged,
+	}
+	if ev.Booking != nil {
+		d.Event.BookingEventType = ev.Booking.EventType
+	}
 	if len(companies) > 0 {
 		env.Companies = make([]*companyEnv, len(companies))
 		cs := make([]companyEnv, len(companies))

@@ -623,6 +623,7 @@ func (s *Set) explain(tc testCase, d Decision) string {
 	}
 	fmt.Fprintf(&b, "    expected: %s\n", want)
 	fmt.Fprintf(&b, "    got:      action=%s rule=%s (%s)\n", d.Action, d.Rule, d.Reason)
+	fmt.Fprintf(&b, "    why:      %s\n", Explain(d))
 	if tc.rule != "" && tc.rule != DefaultRuleName && !s.hasRule(tc.rule) {
 		fmt.Fprintf(&b, "    note: the rules have no rule named %q\n", tc.rule)
 	}

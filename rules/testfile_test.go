@@ -49,6 +49,7 @@ func TestRunTestsFailing(t *testing.T) {
 	want := `FAIL ` + p + `:10:5: free-mail guest is logged, wrongly expected
     expected: action=log rule=custmer-meeting
     got:      action=skip rule=default (no rule matched; the default is skip)
+    why:      skipped: every external attendee uses free mail (gmail.com); northwind.test is internal
     note: the rules have no rule named "custmer-meeting"
     rules evaluated:
       customer-meeting                 false
@@ -58,6 +59,7 @@ func TestRunTestsFailing(t *testing.T) {
 FAIL ` + p + `:17:5: right action, wrong rule
     expected: action=skip rule=customer-meeting
     got:      action=skip rule=default (no rule matched; the default is skip)
+    why:      skipped: all attendees are internal (northwind.test)
     rules evaluated:
       customer-meeting                 false
     attendees:
