@@ -197,6 +197,8 @@ func build(files []ruleFile) (*Set, error) {
 		def:            cmp.Or(b.def, ActionSkip),
 		blocked:        dedupe(b.blocked),
 		freeMail:       matching.DefaultFreeMail().With(dedupe(b.freeAdd), dedupe(b.freeDel)),
+		freeAdd:        dedupe(b.freeAdd),
+		freeDel:        dedupe(b.freeDel),
 		crmCompanies:   dedupe(b.crmCompanies),
 		crmContacts:    dedupe(b.crmContacts),
 		readsCompanies: readsCompanies,

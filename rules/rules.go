@@ -44,9 +44,12 @@ type Rule struct {
 
 // Set is an immutable, compiled rule set. It is safe for concurrent use.
 type Set struct {
-	rules     []Rule
-	def       Action
-	freeMail  *matching.FreeMail
+	rules    []Rule
+	def      Action
+	freeMail *matching.FreeMail
+	// freeAdd and freeDel are the free_mail section, sorted, for Diff.
+	freeAdd   []string
+	freeDel   []string
 	blocked   []string
 	ownership Ownership
 	version   string
