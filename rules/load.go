@@ -81,8 +81,13 @@ var defaultSet = sync.OnceValue(func() *Set {
 // rest.
 func Default() *Set { return defaultSet() }
 
-// DefaultYAML returns the text of the built-in rules, a starting point for a
-// rules directory of one's own.
+// DefaultYAML returns the built-in rule file (default.yaml in this
+// package) as it is compiled into Default, comments included: what
+// `rapport rules show-default` prints, and a starting point for a rules
+// directory of one's own. A directory holding only this file decides exactly
+// as the built-in rules do (its version differs: it is a content hash with
+// no "+builtin"). docs/rules.md describes each rule and which built-in
+// behaviours hold whatever the rules say. The caller may modify the slice.
 func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
 
 // isRuleFile and isTestFile select files by extension, .yaml or .yml in any
