@@ -101,19 +101,24 @@ type propVisitor struct {
 	consumed map[ast.Node]bool
 }
 
+// Visit records member accesses on a properties map (reads) and member
+// accesses that yield one (x.properties). Any other use of a properties
+// map — get(), in, a variable, the map itself — leaves an x.properties
+// unread, which propertyReads reports as a whole-map use.
 func (v *propVisitor) Visit(n *ast.Node) {
-	switch m := (*n).(type) {
-	case *ast.MemberNode:
-		if k := propsKind(m.Node.Type()); k != "" {
-			v.read(k, m.Node, m.Property)
-		}
-		if propsKind(m.Type()) != "" {
-			v.maps = append(v.maps, m)
-		}
+	m, ok := (*n).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	if k := propsKind(m.Node.Type()); k != "" {
+		v.read(k, m.Node, m.Property)
+	}
+	if propsKind(m.Type()) != "" {
+		v.maps = append(v.maps, m)
 	}
 }
 
-// read records the read of key from the properties map node by m.
+// read records the read of key from the properties map node.
 func (v *propVisitor) read(kind string, node ast.Node, key ast.Node) {
 	v.consumed[node] = true
 	r := propRead{kind: kind, off: key.Location().From}
