@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/vm"
@@ -29,6 +30,18 @@ type Input struct {
 	// Contacts maps lower-cased e-mail addresses to CRM contact ids, when
 	// known.
 	Contacts map[string]string
+	// CompanyProperties returns the crm_properties.companies values of a
+	// matched company, by property name as HubSpot returns them (a missing
+	// name reads as ""). It is called once per matched company and
+	// decision, and only when Set.ReadsCompanyProperties; nil gives every
+	// company no values. The map is read, never written or kept.
+	CompanyProperties func(companyID string) map[string]string
+	// ContactProperties maps lower-cased e-mail addresses to the
+	// crm_properties.contacts values of their CRM contacts. Fill it only
+	// when Set.ReadsContactProperties: it costs a CRM lookup per attendee.
+	// An attendee found here, or in Contacts, has a contact in the
+	// environment.
+	ContactProperties map[string]map[string]string
 	// Logged reports that the meeting is already logged in the CRM: a
 	// cancelled event never logged is skipped, while the cancellation of a
 	// logged one must reach the CRM.
@@ -46,6 +59,9 @@ type Decision struct {
 	Reason string `json:"reason"`
 	// Trace lists the rules evaluated, in order, up to the deciding one.
 	Trace []TraceStep `json:"trace"`
+	// Event holds the event's classes that rules commonly decide on, so
+	// that Explain can say why from the stored decision alone.
+	Event EventTrace `json:"event"`
 	// Attendees describes the event's attendees in order, followed by the
 	// organizer and the owner when they are not in the list (and their
 	// addresses are known).
@@ -54,6 +70,36 @@ type Decision struct {
 	// appearance among the attendees.
 	Companies []matching.CompanyRef `json:"companies"`
 	Version   string                `json:"version"`
+
+	// ContactEmails are the normalised (lower-case) addresses of the
+	// attendees that count as external and whose domain matched a company,
+	// sorted and unique: the people to associate as CRM contacts. They come
+	// from the attendee list, like Companies.
+	//
+	// Addresses are never serialised: a Decision is stored as the trace,
+	// and the database keeps no addresses.
+	ContactEmails []string `json:"-"`
+	// OwnerEmails are the candidates for the CRM owner, best first and
+	// unique: the organizer when internal (whether or not the attendee list
+	// holds them), then the internal attendees that are not resources, in
+	// list order. Normalised (lower-case); never serialised.
+	OwnerEmails []string `json:"-"`
+}
+
+// EventTrace is what a decision records of the event itself: classes, never
+// its title, description or people.
+type EventTrace struct {
+	Status     string `json:"status,omitempty"`
+	Visibility string `json:"visibility,omitempty"`
+	EventType  string `json:"event_type,omitempty"`
+	AllDay     bool   `json:"all_day,omitempty"`
+	Source     string `json:"source,omitempty"`
+	ShowAs     string `json:"show_as,omitempty"`
+	// BookingEventType is the booking page's event type ("Demo") of a
+	// booking; empty for a calendar event.
+	BookingEventType string `json:"booking_event_type,omitempty"`
+	// Logged is the Input's: the meeting was already in the CRM.
+	Logged bool `json:"logged,omitempty"`
 }
 
 // TraceStep is one evaluated rule.
@@ -150,6 +196,9 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 		EventType:     orDefault(ev.EventType, "default"),
 		Recurring:     ev.RecurringEventID != "",
 		ConferenceURL: ev.ConferenceURL,
+		Source:        ev.Source,
+		ShowAs:        ev.ShowAs,
+		Booking:       bookingOf(ev.Booking),
 	}
 	if !ev.Start.IsZero() && !ev.End.IsZero() {
 		env.Event.Duration = ev.End.Sub(ev.Start)
@@ -157,11 +206,23 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 
 	var d Decision
 	d.Companies = companies
+	d.Event = EventTrace{
+		Status:     env.Event.Status,
+		Visibility: env.Event.Visibility,
+		EventType:  env.Event.EventType,
+		AllDay:     ev.AllDay,
+		Source:     ev.Source,
+		ShowAs:     ev.ShowAs,
+		Logged:     in.Logged,
+	}
+	if ev.Booking != nil {
+		d.Event.BookingEventType = ev.Booking.EventType
+	}
 	if len(companies) > 0 {
 		env.Companies = make([]*companyEnv, len(companies))
 		cs := make([]companyEnv, len(companies))
 		for i, c := range companies {
-			cs[i] = companyEnv{ID: c.ID, Name: c.Name, Domain: c.Domain}
+			cs[i] = companyEnv{ID: c.ID, Name: c.Name, Domain: c.Domain, Properties: s.companyProperties(in, c.ID)}
 			env.Companies[i] = &cs[i]
 		}
 	}
@@ -174,7 +235,7 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 	d.Attendees = make([]AttendeeTrace, n, n+2)
 	for i := range ev.Attendees {
 		a := &atts[i]
-		s.attendee(a, &ev.Attendees[i], &classes[i], env.Companies, in.Contacts)
+		s.attendee(a, &ev.Attendees[i], &classes[i], env.Companies, in)
 		env.Event.Attendees[i] = a
 		if classes[i].External() {
 			env.External = append(env.External, a)
@@ -198,9 +259,11 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 	}
 
 	extra := make([]matching.Class, 0, 2)
+	var orgClass *matching.Class
 	if organizerAt >= 0 {
 		env.Event.Organizer = &atts[organizerAt]
 		env.Event.Organizer.Organizer = true
+		orgClass = &classes[organizerAt]
 	} else {
 		o := ev.Organizer
 		o.Organizer = true
@@ -212,6 +275,7 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 		a, c := s.synthesize(&atts[len(atts)-1], cl, &o, in)
 		env.Event.Organizer = a
 		extra = append(extra, c)
+		orgClass = &c
 		if o.Self && ownerAt < 0 {
 			env.Owner = a
 		}
@@ -248,7 +312,97 @@ func (s *Set) environment(cl *matching.Classifier, in *Input) (*evalEnv, Decisio
 			d.Attendees = append(d.Attendees, t)
 		}
 	}
+	d.ContactEmails = contactEmails(classes)
+	d.OwnerEmails = ownerEmails(orgClass, classes)
 	return env, d
+}
+
+// contactEmails lists the addresses of the external attendees of matched
+// companies, sorted and unique.
+func contactEmails(classes []matching.Class) []string {
+	n := 0
+	for i := range classes {
+		if c := &classes[i]; c.Valid && c.External() && len(c.Companies) > 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := range classes {
+		if c := &classes[i]; c.Valid && c.External() && len(c.Companies) > 0 {
+			out = append(out, c.Email)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ownerEmails lists the owner candidates: the organizer when internal, then
+// the internal attendees that are not resources.
+func ownerEmails(organizer *matching.Class, classes []matching.Class) []string {
+	candidate := func(c *matching.Class) bool { return c != nil && c.Valid && c.Internal && !c.Resource }
+	n := 0
+	if candidate(organizer) {
+		n++
+	}
+	for i := range classes {
+		if candidate(&classes[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	add := func(c *matching.Class) {
+		if candidate(c) && !slices.Contains(out, c.Email) {
+			out = append(out, c.Email)
+		}
+	}
+	add(organizer)
+	for i := range classes {
+		add(&classes[i])
+	}
+	return out
+}
+
+// bookingOf is the environment's view of a booking; nil for a calendar
+// event.
+func bookingOf(b *calendar.Booking) *bookingEnv {
+	if b == nil {
+		return nil
+	}
+	be := &bookingEnv{
+		EventType:   b.EventType,
+		Rescheduled: b.Rescheduled,
+		UTM: &utmEnv{
+			Source:   utm(b.UTM, "source"),
+			Medium:   utm(b.UTM, "medium"),
+			Campaign: utm(b.UTM, "campaign"),
+			Content:  utm(b.UTM, "content"),
+			Term:     utm(b.UTM, "term"),
+		},
+	}
+	if len(b.Answers) > 0 {
+		as := make([]answerEnv, len(b.Answers))
+		be.Answers = make([]*answerEnv, len(b.Answers))
+		for i, a := range b.Answers {
+			as[i] = answerEnv{Question: a.Question, Answer: a.Answer}
+			be.Answers[i] = &as[i]
+		}
+	}
+	return be
+}
+
+// utm reads one tracking parameter, keyed as the query parameter
+// ("utm_source") or by its bare name ("source").
+func utm(m map[string]string, name string) string {
+	if v, ok := m["utm_"+name]; ok {
+		return v
+	}
+	return m[name]
 }
 
 // synthesize fills a, an owner or organizer missing from the attendee list.
@@ -260,9 +414,9 @@ func (s *Set) synthesize(a *attendeeEnv, cl *matching.Classifier, att *calendar.
 	c := cl.Classify(*att)
 	var companies []*companyEnv
 	for _, ref := range c.Companies {
-		companies = append(companies, &companyEnv{ID: ref.ID, Name: ref.Name, Domain: ref.Domain})
+		companies = append(companies, &companyEnv{ID: ref.ID, Name: ref.Name, Domain: ref.Domain, Properties: s.companyProperties(in, ref.ID)})
 	}
-	s.attendee(a, att, &c, companies, in.Contacts)
+	s.attendee(a, att, &c, companies, in)
 	return a, c
 }
 
@@ -307,7 +461,7 @@ func find(as []calendar.Attendee, classes []matching.Class, email string, flag f
 
 // attendee fills one attendee of the environment; its company is the
 // shared record of the first matched company.
-func (s *Set) attendee(a *attendeeEnv, att *calendar.Attendee, c *matching.Class, companies []*companyEnv, contacts map[string]string) {
+func (s *Set) attendee(a *attendeeEnv, att *calendar.Attendee, c *matching.Class, companies []*companyEnv, in *Input) {
 	*a = attendeeEnv{
 		Email:     att.Email,
 		Name:      att.Name,
@@ -332,15 +486,38 @@ func (s *Set) attendee(a *attendeeEnv, att *calendar.Attendee, c *matching.Class
 			}
 		}
 	}
-	if len(contacts) > 0 {
-		id, ok := contacts[c.Email]
-		if !ok || !c.Valid {
-			id, ok = contacts[strings.ToLower(strings.TrimSpace(att.Email))]
+	if len(in.Contacts) > 0 || len(in.ContactProperties) > 0 && s.readsContacts {
+		id, okID := lookup(in.Contacts, c, att)
+		var props map[string]string
+		okProps := false
+		if s.readsContacts {
+			props, okProps = lookup(in.ContactProperties, c, att)
 		}
-		if ok {
-			a.Contact = &contactEnv{ID: id}
+		if okID || okProps {
+			a.Contact = &contactEnv{ID: id, Properties: props}
 		}
 	}
+}
+
+// lookup finds an attendee in a map keyed by lower-cased address: by the
+// normalised address, else by the address as written, lower-cased.
+func lookup[V any](m map[string]V, c *matching.Class, att *calendar.Attendee) (V, bool) {
+	if c.Valid {
+		if v, ok := m[c.Email]; ok {
+			return v, true
+		}
+	}
+	v, ok := m[strings.ToLower(strings.TrimSpace(att.Email))]
+	return v, ok
+}
+
+// companyProperties returns a company's property values when an expression
+// reads them.
+func (s *Set) companyProperties(in *Input, id string) companyProps {
+	if !s.readsCompanies || in.CompanyProperties == nil {
+		return nil
+	}
+	return in.CompanyProperties(id)
 }
 
 // traceOf describes one attendee; its company ids are appended to ids and

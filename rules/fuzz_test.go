@@ -11,7 +11,8 @@ import (
 // file. Neither may panic; every mistake must be a positioned error; a set
 // that loads must decide.
 func FuzzLoad(f *testing.F) {
-	for _, p := range []string{"testdata/example/10-skip.yaml", "testdata/example/20-log.yaml", "testdata/example/more_test.yaml", "default.yaml"} {
+	for _, p := range []string{"testdata/example/10-skip.yaml", "testdata/example/20-log.yaml", "testdata/example/more_test.yaml", "default.yaml",
+		"../examples/rules/20-policy.yaml", "../examples/rules/policy_test.yaml"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
@@ -23,6 +24,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("version: 1\nrules:\n  - name: r\n    when: \"a \\u00e9 \\\"b\" && ''\n    action: log\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("version: 1\nownership: {hs_meeting_body: crm}\nfree_mail: {add: [x.example]}\n"))
+	f.Add([]byte("version: 1\ncrm_properties: {companies: [lifecyclestage], contacts: [jobtitle]}\nrules:\n  - name: r\n    when: any(companies, .properties.lifecyclestage == \"customer\") || owner.contact?.properties.jobtitle == \"x\" || number(companies[0].properties[\"lifecyclestage\"]) > date(\"1\").Unix()\n    action: log\n"))
+	f.Add([]byte("version: 1\ntests:\n  - name: t\n    event: {booking: {event_type: Demo, answers: [{question: q, answer: a}], utm: {source: s}}, show_as: free}\n    companies: [{id: \"1\", properties: {a: b}}]\n    contacts: [{email: a@b.example, id: \"2\", properties: {c: d}}]\n    expect: {action: log}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), data, 0o644); err != nil {

@@ -35,8 +35,9 @@ type ruleFile struct {
 	data []byte
 }
 
-// Load reads every *.yaml file of dir except *_test.yaml (and hidden files),
-// in name order, and compiles the rules. Mistakes are returned together as an
+// Load reads every rule file of dir — *.yaml and *.yml, except the test
+// files *_test.yaml and *_test.yml, and hidden files — in name order, and
+// compiles the rules. Mistakes are returned together as an
 // ErrorList of "file:line:col: message" errors; other failures (an unreadable
 // directory, no rule files) as plain errors.
 func Load(dir string) (*Set, error) {
@@ -45,7 +46,7 @@ func Load(dir string) (*Set, error) {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("load rules from %s: %w (*.yaml other than *_test.yaml)", dir, ErrNoRuleFiles)
+		return nil, fmt.Errorf("load rules from %s: %w (*.yaml or *.yml other than *_test.yaml and *_test.yml)", dir, ErrNoRuleFiles)
 	}
 	s, err := build(files)
 	if err != nil {
@@ -80,15 +81,39 @@ var defaultSet = sync.OnceValue(func() *Set {
 // rest.
 func Default() *Set { return defaultSet() }
 
-// DefaultYAML returns the text of the built-in rules, a starting point for a
-// rules directory of one's own.
+// DefaultYAML returns the built-in rule file (default.yaml in this
+// package) as it is compiled into Default, comments included: what
+// `rapport rules show-default` prints, and a starting point for a rules
+// directory of one's own. A directory holding only this file decides exactly
+// as the built-in rules do (its version differs: it is a content hash with
+// no "+builtin"). docs/rules.md describes each rule and which built-in
+// behaviours hold whatever the rules say. The caller may modify the slice.
 func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
 
-func isRuleFile(name string) bool {
-	return strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, "_test.yaml")
+// isRuleFile and isTestFile select files by extension, .yaml or .yml in any
+// case: a file a user named rules.yml must not be ignored while the check
+// reports the rest as fine.
+func isRuleFile(name string) bool { return hasYAMLExt(name) && !isTestFile(name) }
+
+func isTestFile(name string) bool {
+	base, ok := cutYAMLExt(name)
+	return ok && strings.HasSuffix(strings.ToLower(base), "_test")
 }
 
-func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.yaml") }
+func hasYAMLExt(name string) bool {
+	_, ok := cutYAMLExt(name)
+	return ok
+}
+
+// cutYAMLExt returns name without its .yaml or .yml extension.
+func cutYAMLExt(name string) (string, bool) {
+	ext := filepath.Ext(name)
+	switch strings.ToLower(ext) {
+	case ".yaml", ".yml":
+		return strings.TrimSuffix(name, ext), true
+	}
+	return name, false
+}
 
 // readDir reads the regular files of dir selected by keep, in name order.
 func readDir(dir string, keep func(string) bool) ([]ruleFile, error) {
@@ -143,11 +168,16 @@ type builder struct {
 	blocked []string
 	owners  map[string]Owner
 	ownerAt map[string]string
+	// crm_properties, and the expressions whose reads of them are checked
+	// once every file is read.
+	crmCompanies []string
+	crmContacts  []string
+	pending      []pendingWhen
 }
 
 // The keys and values a rule file may hold.
 var (
-	topLevelKeys = []string{"version", "rules", "default", "free_mail", "blocked_domains", "ownership"}
+	topLevelKeys = []string{"version", "rules", "default", "free_mail", "blocked_domains", "ownership", "crm_properties"}
 	ruleKeys     = []string{"name", "when", "action", "reason"}
 	freeMailKeys = []string{"add", "remove"}
 	actionNames  = []string{string(ActionLog), string(ActionSkip)}
@@ -163,14 +193,21 @@ func build(files []ruleFile) (*Set, error) {
 	for _, f := range files {
 		b.file(f)
 	}
+	readsCompanies, readsContacts := b.checkProperties()
 	if err := b.e.err(); err != nil {
 		return nil, err
 	}
 	s := &Set{
-		rules:    b.rules,
-		def:      cmp.Or(b.def, ActionSkip),
-		blocked:  dedupe(b.blocked),
-		freeMail: matching.DefaultFreeMail().With(dedupe(b.freeAdd), dedupe(b.freeDel)),
+		rules:          b.rules,
+		def:            cmp.Or(b.def, ActionSkip),
+		blocked:        dedupe(b.blocked),
+		freeMail:       matching.DefaultFreeMail().With(dedupe(b.freeAdd), dedupe(b.freeDel)),
+		freeAdd:        dedupe(b.freeAdd),
+		freeDel:        dedupe(b.freeDel),
+		crmCompanies:   dedupe(b.crmCompanies),
+		crmContacts:    dedupe(b.crmContacts),
+		readsCompanies: readsCompanies,
+		readsContacts:  readsContacts,
 	}
 	if len(b.owners) > 0 {
 		s.ownership.m = maps.Clone(defaultOwnership)
@@ -235,6 +272,8 @@ func (b *builder) file(f ruleFile) {
 			b.blocked = append(b.blocked, b.domains(w, p.val, "blocked_domains")...)
 		case "ownership":
 			b.ownership(w, p.val)
+		case "crm_properties":
+			b.crmProperties(w, p.val)
 		}
 	}
 	if root.Kind == yaml.MappingNode && !hasVersion {
@@ -330,11 +369,18 @@ func (b *builder) when(w *walker, src *sourceLines, n *yaml.Node, r *Rule) bool 
 		return false
 	}
 	prog, err := compile(text)
+	var reads []propRead
+	if err == nil {
+		reads, err = propertyReads(text)
+	}
 	if err != nil {
 		msg, off := exprError(err)
 		line, col := src.scalarPos(n, max(off, 0))
 		b.e.at(w.file, line, col, "when: %s", msg)
 		return false
+	}
+	if len(reads) > 0 {
+		b.pending = append(b.pending, pendingWhen{file: w.file, src: src, node: n, reads: reads})
 	}
 	r.When, r.program = text, prog
 	return true

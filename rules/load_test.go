@@ -49,7 +49,7 @@ func TestLoadErrors(t *testing.T) {
 			files: map[string]string{"a.yaml": `version: 1
 rulez: []
 `},
-			want: []string{`a.yaml:2:1: unknown key "rulez" in a rule file (want version, rules, default, free_mail, blocked_domains, ownership)`},
+			want: []string{`a.yaml:2:1: unknown key "rulez" in a rule file (want version, rules, default, free_mail, blocked_domains, ownership, crm_properties)`},
 		},
 		{
 			name: "unknown rule key",
@@ -384,6 +384,82 @@ func TestLoadDirectoryErrors(t *testing.T) {
 	}
 }
 
+// TestRuleFileSelection checks which names are rule files and which are
+// test files: .yml counts as much as .yaml.
+func TestRuleFileSelection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		rule, test bool
+	}{
+		{"rules.yaml", true, false},
+		{"rules.yml", true, false},
+		{"Rules.YML", true, false},
+		{"10-skip.Yaml", true, false},
+		{"rules_test.yaml", false, true},
+		{"rules_test.yml", false, true},
+		{"rules_TEST.YML", false, true},
+		{"latest.yaml", true, false},
+		{"_test.yaml", false, true},
+		{"rules.yaml.bak", false, false},
+		{"rules.json", false, false},
+		{"yml", false, false},
+		{"README.md", false, false},
+	}
+	for _, tt := range tests {
+		if got := isRuleFile(tt.name); got != tt.rule {
+			t.Errorf("isRuleFile(%q) = %t, want %t", tt.name, got, tt.rule)
+		}
+		if got := isTestFile(tt.name); got != tt.test {
+			t.Errorf("isTestFile(%q) = %t, want %t", tt.name, got, tt.test)
+		}
+	}
+}
+
+// TestLoadYML: a directory of .yml files loads all of them, and their test
+// files run; a broken .yml is reported, not ignored.
+func TestLoadYML(t *testing.T) {
+	t.Parallel()
+	dir := writeDir(t, map[string]string{
+		"10-a.yaml": okRule,
+		"20-b.yml": `version: 1
+rules:
+  - name: from-yml
+    when: "false"
+    action: skip
+`,
+		"a_test.yml": `version: 1
+tests:
+  - name: yml test runs
+    event: {title: x}
+    expect: {action: log, rule: ok}
+`,
+	})
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(s.Rules()); got != 2 || s.Rules()[1].Name != "from-yml" {
+		t.Errorf("rules = %+v, want ok and from-yml", s.Rules())
+	}
+	rep, err := RunTests(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Passed != 1 || rep.Failed != 0 {
+		t.Errorf("report %s, want 1 passed", rep)
+	}
+
+	broken := writeDir(t, map[string]string{"10-a.yaml": okRule, "20-b.yml": "version: 1\nrules: [\n"})
+	if errs := Check(broken); len(errs) != 1 || !strings.Contains(errs[0].Error(), "20-b.yml:") {
+		t.Errorf("Check of a broken .yml = %v, want its error", errs)
+	}
+	only := writeDir(t, map[string]string{"rules.yml": okRule})
+	if _, err := Load(only); err != nil {
+		t.Errorf("Load of a directory of .yml only: %v", err)
+	}
+}
+
 func TestLoadOrderAndMerge(t *testing.T) {
 	t.Parallel()
 	dir := writeDir(t, map[string]string{
@@ -409,7 +485,8 @@ free_mail:
 `,
 		"10-first_test.yaml": "not: [a rule file",
 		".hidden.yaml":       "broken: [",
-		"notes.yml":          "ignored: true",
+		"notes.md":           "ignored: true",
+		"old.yaml.bak":       "ignored: true",
 	})
 	s, err := Load(dir)
 	if err != nil {

@@ -44,12 +44,21 @@ type Rule struct {
 
 // Set is an immutable, compiled rule set. It is safe for concurrent use.
 type Set struct {
-	rules     []Rule
-	def       Action
-	freeMail  *matching.FreeMail
+	rules    []Rule
+	def      Action
+	freeMail *matching.FreeMail
+	// freeAdd and freeDel are the free_mail section, sorted, for Diff.
+	freeAdd   []string
+	freeDel   []string
 	blocked   []string
 	ownership Ownership
 	version   string
+	// crm_properties of every file, sorted, and whether any expression
+	// reads a property of each kind.
+	crmCompanies   []string
+	crmContacts    []string
+	readsCompanies bool
+	readsContacts  bool
 
 	// vms recycles expr VMs: a VM keeps its stack between runs, and one
 	// Decide runs several programs.
@@ -76,6 +85,23 @@ func (s *Set) Blocked() []string { return slices.Clone(s.blocked) }
 
 // Ownership returns who owns each meeting property Rapport writes.
 func (s *Set) Ownership() Ownership { return s.ownership }
+
+// CRMProperties returns the CRM properties the rule files declare under
+// crm_properties (the union over every file, sorted): the company and
+// contact properties to load from the CRM for the expressions to read.
+func (s *Set) CRMProperties() (companies, contacts []string) {
+	return slices.Clone(s.crmCompanies), slices.Clone(s.crmContacts)
+}
+
+// ReadsCompanyProperties reports whether some expression reads a company
+// property; when none does, Input.CompanyProperties is never called.
+func (s *Set) ReadsCompanyProperties() bool { return s.readsCompanies }
+
+// ReadsContactProperties reports whether some expression reads a contact
+// property. Contact properties cost a CRM lookup per attendee, so a caller
+// fills Input.ContactProperties only when this is true; a declared but
+// unread property does not count.
+func (s *Set) ReadsContactProperties() bool { return s.readsContacts }
 
 // Owner says which side owns a meeting property.
 type Owner string

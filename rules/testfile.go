@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,10 +19,12 @@ type testCase struct {
 	name      string
 	file      string
 	line, col int
-	in        Input // Index is built per run, from companies
+	in        Input // Index and CompanyProperties are built per run, from companies
 	companies []crm.Company
-	action    Action
-	rule      string // "" when the test does not care
+	// companyProps holds the companies' properties by company id.
+	companyProps map[string]map[string]string
+	action       Action
+	rule         string // "" when the test does not care
 }
 
 // The keys a test file may hold.
@@ -29,9 +32,15 @@ var (
 	testFileKeys  = []string{"version", "tests"}
 	testKeys      = []string{"name", "event", "owner", "workspace", "internal_domains", "companies", "contacts", "logged", "expect"}
 	testEventKeys = []string{"id", "ical_uid", "title", "description", "location", "start", "end", "all_day", "status",
-		"visibility", "event_type", "recurring", "organizer", "attendees", "conference_url"}
+		"visibility", "event_type", "recurring", "organizer", "attendees", "conference_url", "source", "show_as", "booking"}
+	testBookingKeys  = []string{"event_type", "answers", "utm", "rescheduled"}
+	testAnswerKeys   = []string{"question", "answer"}
+	testUTMKeys      = []string{"source", "medium", "campaign", "content", "term"}
+	sourceNames      = []string{"google", "microsoft", "calendly"}
+	showAsNames      = []string{"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}
 	testAttendeeKeys = []string{"email", "name", "response", "optional", "resource", "organizer", "self"}
-	testCompanyKeys  = []string{"id", "name", "domains"}
+	testCompanyKeys  = []string{"id", "name", "domains", "properties"}
+	testContactKeys  = []string{"email", "id", "properties"}
 	testExpectKeys   = []string{"action", "rule"}
 	testWorkspace    = []string{"id", "name"}
 	statusNames      = []string{string(calendar.StatusConfirmed), string(calendar.StatusTentative), string(calendar.StatusCancelled)}
@@ -108,9 +117,9 @@ func parseTest(w *walker, n *yaml.Node) (testCase, bool) {
 		case "internal_domains":
 			tc.in.Internal, ok1 = testDomains(w, p.val, "internal_domains")
 		case "companies":
-			tc.companies, ok1 = parseCompanies(w, p.val)
+			tc.companies, tc.companyProps, ok1 = parseCompanies(w, p.val)
 		case "contacts":
-			tc.in.Contacts, ok1 = parseContacts(w, p.val)
+			tc.in.Contacts, tc.in.ContactProperties, ok1 = parseContacts(w, p.val)
 		case "logged":
 			tc.in.Logged, ok1 = w.boolean(p.val, "logged")
 		case "expect":
@@ -193,8 +202,21 @@ func parseEvent(w *walker, n *yaml.Node, ev *calendar.Event) bool {
 			if items, ok1 = w.seq(p.val, "attendees"); ok1 {
 				ev.Attendees, ok1 = parseAttendees(w, items, "attendee")
 			}
+		case "source":
+			ev.Source, ok1 = w.oneOf(p.val, "source", sourceNames...)
+		case "show_as":
+			ev.ShowAs, ok1 = w.oneOf(p.val, "show_as", showAsNames...)
+		case "booking":
+			ev.Booking, ok1 = parseBooking(w, p.val)
 		}
 		ok = ok && ok1
+	}
+	if ev.Source == "" {
+		// Most events come from a calendar; a booking from Calendly.
+		ev.Source = "google"
+		if ev.Booking != nil {
+			ev.Source = "calendly"
+		}
 	}
 	if ok && startN != nil && endN != nil && ev.End.Before(ev.Start) {
 		w.fail(endN, "end is before start")
@@ -291,6 +313,49 @@ func parseAttendees(w *walker, items []*yaml.Node, what string) ([]calendar.Atte
 	return out, ok
 }
 
+func parseBooking(w *walker, n *yaml.Node) (*calendar.Booking, bool) {
+	pairs, ok := w.mapping(n, "booking", testBookingKeys)
+	b := &calendar.Booking{}
+	for _, p := range pairs {
+		var ok1 bool
+		switch p.key.Value {
+		case "event_type":
+			b.EventType, ok1 = w.str(p.val, "booking event_type")
+		case "rescheduled":
+			b.Rescheduled, ok1 = w.boolean(p.val, "booking rescheduled")
+		case "utm":
+			var fields []pair
+			fields, ok1 = w.mapping(p.val, "booking utm", testUTMKeys)
+			b.UTM = make(map[string]string, len(fields))
+			for _, f := range fields {
+				v, ok2 := w.str(f.val, "utm "+f.key.Value)
+				ok1 = ok1 && ok2
+				b.UTM["utm_"+f.key.Value] = v
+			}
+		case "answers":
+			var items []*yaml.Node
+			items, ok1 = w.seq(p.val, "booking answers")
+			for _, it := range items {
+				fields, ok2 := w.mapping(it, "a booking answer", testAnswerKeys)
+				ok1 = ok1 && ok2
+				var a calendar.Answer
+				for _, f := range fields {
+					var ok3 bool
+					if f.key.Value == "question" {
+						a.Question, ok3 = w.str(f.val, "question")
+					} else {
+						a.Answer, ok3 = w.str(f.val, "answer")
+					}
+					ok1 = ok1 && ok3
+				}
+				b.Answers = append(b.Answers, a)
+			}
+		}
+		ok = ok && ok1
+	}
+	return b, ok
+}
+
 func parseWorkspace(w *walker, n *yaml.Node, ws *Workspace) bool {
 	pairs, ok := w.mapping(n, "workspace", testWorkspace)
 	for _, p := range pairs {
@@ -325,9 +390,10 @@ func testDomains(w *walker, n *yaml.Node, what string) ([]string, bool) {
 	return out, ok
 }
 
-func parseCompanies(w *walker, n *yaml.Node) ([]crm.Company, bool) {
+func parseCompanies(w *walker, n *yaml.Node) ([]crm.Company, map[string]map[string]string, bool) {
 	items, ok := w.seq(n, "companies")
 	var out []crm.Company
+	var props map[string]map[string]string
 	for _, it := range items {
 		pairs, ok1 := w.mapping(it, "a company", testCompanyKeys)
 		ok = ok && ok1
@@ -335,6 +401,7 @@ func parseCompanies(w *walker, n *yaml.Node) ([]crm.Company, bool) {
 			continue
 		}
 		var c crm.Company
+		var cp map[string]string
 		for _, p := range pairs {
 			var ok2 bool
 			switch p.key.Value {
@@ -344,27 +411,94 @@ func parseCompanies(w *walker, n *yaml.Node) ([]crm.Company, bool) {
 				c.Name, ok2 = w.str(p.val, "company name")
 			case "domains":
 				c.Domains, ok2 = w.strs(p.val, "company domains")
+			case "properties":
+				cp, ok2 = parseProperties(w, p.val, "company properties")
 			}
 			ok = ok && ok2
 		}
 		if c.ID == "" {
 			w.fail(it, "company is missing \"id\"")
 			ok = false
+		} else if cp != nil {
+			if props == nil {
+				props = make(map[string]map[string]string)
+			}
+			props[c.ID] = cp
 		}
 		out = append(out, c)
+	}
+	return out, props, ok
+}
+
+// parseProperties reads CRM property values: names to scalars, kept as
+// written (HubSpot's values are strings).
+func parseProperties(w *walker, n *yaml.Node, what string) (map[string]string, bool) {
+	pairs, ok := w.mapping(n, what, nil)
+	out := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		v := ""
+		if p.val.ShortTag() != "!!null" {
+			var ok1 bool
+			v, ok1 = w.str(p.val, "property "+p.key.Value)
+			ok = ok && ok1
+		}
+		out[p.key.Value] = v
 	}
 	return out, ok
 }
 
-func parseContacts(w *walker, n *yaml.Node) (map[string]string, bool) {
-	pairs, ok := w.mapping(n, "contacts (e-mail: contact id)", nil)
-	out := make(map[string]string, len(pairs))
-	for _, p := range pairs {
-		id, ok1 := w.str(p.val, "contact id")
-		ok = ok && ok1
-		out[addressKey(p.key.Value)] = id
+// parseContacts reads the contacts known to the CRM: a list of {email, id,
+// properties}, or the short form, a mapping of e-mail to contact id.
+func parseContacts(w *walker, n *yaml.Node) (map[string]string, map[string]map[string]string, bool) {
+	ids := make(map[string]string)
+	if n.Kind == yaml.MappingNode {
+		pairs, ok := w.mapping(n, "contacts (e-mail: contact id)", nil)
+		for _, p := range pairs {
+			id, ok1 := w.str(p.val, "contact id")
+			ok = ok && ok1
+			ids[addressKey(p.key.Value)] = id
+		}
+		return ids, nil, ok
 	}
-	return out, ok
+	items, ok := w.seq(n, "contacts")
+	var props map[string]map[string]string
+	for _, it := range items {
+		pairs, ok1 := w.mapping(it, "a contact", testContactKeys)
+		ok = ok && ok1
+		if it.Kind != yaml.MappingNode {
+			continue
+		}
+		var email, id string
+		var cp map[string]string
+		hasEmail := false
+		for _, p := range pairs {
+			var ok2 bool
+			switch p.key.Value {
+			case "email":
+				hasEmail = true
+				email, ok2 = w.str(p.val, "contact email")
+			case "id":
+				id, ok2 = w.str(p.val, "contact id")
+			case "properties":
+				cp, ok2 = parseProperties(w, p.val, "contact properties")
+			}
+			ok = ok && ok2
+		}
+		if !hasEmail {
+			w.fail(it, "contact is missing \"email\"")
+			ok = false
+			continue
+		}
+		key := addressKey(email)
+		ids[key] = id
+		if cp != nil {
+			if props == nil {
+				props = make(map[string]map[string]string)
+			}
+			props[key] = cp
+		}
+	}
+	return ids, props, ok
 }
 
 func parseExpect(w *walker, n *yaml.Node, tc *testCase) bool {
@@ -468,6 +602,9 @@ func (s *Set) runTest(tc testCase) TestResult {
 	for _, c := range tc.companies {
 		in.Index.Upsert(c)
 	}
+	if tc.companyProps != nil {
+		in.CompanyProperties = func(id string) map[string]string { return tc.companyProps[id] }
+	}
 	d := s.Decide(in)
 	res := TestResult{Name: tc.name, File: tc.file, Line: tc.line, Col: tc.col, Decision: d}
 	res.Passed = d.Action == tc.action && (tc.rule == "" || d.Rule == tc.rule)
@@ -486,8 +623,15 @@ func (s *Set) explain(tc testCase, d Decision) string {
 	}
 	fmt.Fprintf(&b, "    expected: %s\n", want)
 	fmt.Fprintf(&b, "    got:      action=%s rule=%s (%s)\n", d.Action, d.Rule, d.Reason)
+	fmt.Fprintf(&b, "    why:      %s\n", Explain(d))
 	if tc.rule != "" && tc.rule != DefaultRuleName && !s.hasRule(tc.rule) {
 		fmt.Fprintf(&b, "    note: the rules have no rule named %q\n", tc.rule)
+	}
+	for _, n := range undeclared(tc.companyProps, s.crmCompanies) {
+		fmt.Fprintf(&b, "    note: the test gives company property %q, which no rule file declares under crm_properties.companies\n", n)
+	}
+	for _, n := range undeclared(tc.in.ContactProperties, s.crmContacts) {
+		fmt.Fprintf(&b, "    note: the test gives contact property %q, which no rule file declares under crm_properties.contacts\n", n)
 	}
 	b.WriteString("    rules evaluated:\n")
 	for _, st := range d.Trace {
@@ -509,6 +653,21 @@ func (s *Set) explain(tc testCase, d Decision) string {
 		b.WriteString("      (none)\n")
 	}
 	return b.String()
+}
+
+// undeclared lists the property names of records that are not declared,
+// sorted.
+func undeclared(records map[string]map[string]string, declared []string) []string {
+	var out []string
+	for _, props := range records {
+		for name := range props {
+			if !slices.Contains(declared, name) && !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *Set) hasRule(name string) bool {

@@ -49,6 +49,7 @@ func TestRunTestsFailing(t *testing.T) {
 	want := `FAIL ` + p + `:10:5: free-mail guest is logged, wrongly expected
     expected: action=log rule=custmer-meeting
     got:      action=skip rule=default (no rule matched; the default is skip)
+    why:      skipped: every external attendee uses free mail (gmail.com); northwind.test is internal
     note: the rules have no rule named "custmer-meeting"
     rules evaluated:
       customer-meeting                 false
@@ -58,6 +59,7 @@ func TestRunTestsFailing(t *testing.T) {
 FAIL ` + p + `:17:5: right action, wrong rule
     expected: action=skip rule=customer-meeting
     got:      action=skip rule=default (no rule matched; the default is skip)
+    why:      skipped: all attendees are internal (northwind.test)
     rules evaluated:
       customer-meeting                 false
     attendees:
@@ -105,7 +107,7 @@ func TestTestFileErrors(t *testing.T) {
 `,
 			want: []string{
 				`t_test.yaml:3:5: unknown key "evnt" in a test (want name, event, owner, workspace, internal_domains, companies, contacts, logged, expect)`,
-				`t_test.yaml:4:23: unknown key "colour" in event (want id, ical_uid, title, description, location, start, end, all_day, status, visibility, event_type, recurring, organizer, attendees, conference_url)`,
+				`t_test.yaml:4:23: unknown key "colour" in event (want id, ical_uid, title, description, location, start, end, all_day, status, visibility, event_type, recurring, organizer, attendees, conference_url, source, show_as, booking)`,
 				`t_test.yaml:4:69: unknown key "role" in attendee (want email, name, response, optional, resource, organizer, self)`,
 				`t_test.yaml:5:27: unknown key "because" in expect (want action, rule)`,
 			},
@@ -152,6 +154,32 @@ func TestTestFileErrors(t *testing.T) {
 				`t_test.yaml:11:17: company is missing "id"`,
 				`t_test.yaml:12:13: logged must be true or false, got 1`,
 				`t_test.yaml:13:22: action must be "log" or "skip", got "ignore"`,
+			},
+		},
+		{
+			name: "bad booking",
+			file: `tests:
+  - name: t
+    event:
+      source: zoom
+      show_as: away
+      booking:
+        event_type: [Demo]
+        answers: [{question: "Team size", answr: "12"}, "12"]
+        utm: {source: x, medium: 3, camp: y}
+        rescheduled: sometimes
+        extra: 1
+    expect: {action: log}
+`,
+			want: []string{
+				`t_test.yaml:4:15: source must be "google", "microsoft" or "calendly", got "zoom"`,
+				`t_test.yaml:5:16: show_as must be "free", "tentative", "busy", "oof", "workingElsewhere" or "unknown", got "away"`,
+				`t_test.yaml:7:21: booking event_type must be a string, got a list`,
+				`t_test.yaml:8:43: unknown key "answr" in a booking answer (want question, answer)`,
+				`t_test.yaml:8:57: a booking answer must be a mapping, got the string "12"`,
+				`t_test.yaml:9:37: unknown key "camp" in booking utm (want source, medium, campaign, content, term)`,
+				`t_test.yaml:10:22: booking rescheduled must be true or false, got the string "sometimes"`,
+				`t_test.yaml:11:9: unknown key "extra" in booking (want event_type, answers, utm, rescheduled)`,
 			},
 		},
 		{

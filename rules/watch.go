@@ -97,6 +97,7 @@ type watcher struct {
 	// poll, so a file caught half-written by an editor is not refused.
 	last, seen string
 	version    string // of the Set last handed to onChange, or loaded at start
+	cur        *Set   // that Set, for the reload's Diff; nil when none loaded
 	lastErr    string
 }
 
@@ -110,7 +111,7 @@ func newWatcher(dir string, logger *slog.Logger, onChange func(*Set)) (*watcher,
 	}
 	w := &watcher{dir: dir, logger: logger, onChange: onChange, last: fp, seen: fp}
 	if s, err := Load(dir); err == nil {
-		w.version = s.Version()
+		w.version, w.cur = s.Version(), s
 	}
 	return w, nil
 }
@@ -143,10 +144,11 @@ func (w *watcher) poll(ctx context.Context) {
 	if s.Version() == w.version {
 		return // back to the content in force
 	}
-	w.version = s.Version()
+	changes := Diff(w.cur, s)
+	w.version, w.cur = s.Version(), s
 	w.onChange(s)
 	w.logger.InfoContext(ctx, "rules reloaded", slog.String("dir", w.dir), slog.String("version", w.version),
-		slog.Int("rules", len(s.rules)))
+		slog.Int("rules", len(s.rules)), slog.String("changes", changes))
 }
 
 // fingerprint summarises the rule files' names and content and the git

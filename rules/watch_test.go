@@ -167,6 +167,11 @@ func TestWatchPolls(t *testing.T) {
 	if n := strings.Count(logs.String(), "rules reloaded"); n != 2 {
 		t.Errorf("reload logged %d times, want 2", n)
 	}
+	for _, want := range []string{`changes="default skip → log"`, `changes="default log → skip"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("reload log lacks %s:\n%s", want, logs.String())
+		}
+	}
 }
 
 func TestWatchLoop(t *testing.T) {
