@@ -297,6 +297,14 @@ type SignatureVerifier interface {
 // ErrMalformed marks a push request that is not what the provider sends.
 var ErrMalformed = errors.New("malformed notification")
 
+// AccountResolver is implemented by providers that learn a connection's
+// account and calendars from its token (Calendly: the user, and the
+// organization or user its scope covers) instead of the import naming
+// them.
+type AccountResolver interface {
+	ResolveAccount(ctx context.Context, tokens oauth2.TokenSource, scope string) (account string, calendarIDs []string, err error)
+}
+
 // Conn is what a provider needs to open a Source for one connection.
 type Conn struct {
 	// ID is the connection's id: the key of its rate limits and logs.

@@ -14,7 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 	"golang.org/x/oauth2"
 
+	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/matching"
 	"github.com/rapportsync/rapport/migrations"
 	"github.com/rapportsync/rapport/pipeline/ledger"
@@ -105,14 +107,22 @@ func (p *Pipeline) AddConnection(ctx context.Context, ws string, in ConnectionIn
 }
 
 func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInput, tok *oauth2.Token) (Connection, error) {
-	addr, err := matching.ParseAddress(in.AccountEmail)
+	prov, _ := p.cfg.Providers.Calendar(in.Provider)
+	account, cals := in.AccountEmail, in.CalendarIDs
+	if r, ok := prov.(calendar.AccountResolver); ok {
+		// The provider tells the account and its calendars from the token.
+		var err error
+		if account, cals, err = r.ResolveAccount(ctx, oauth2.StaticTokenSource(tok), in.Scope); err != nil {
+			return Connection{}, providerRefused(in.Provider, err)
+		}
+	}
+	addr, err := matching.ParseAddress(account)
 	if err != nil {
 		return Connection{}, fmt.Errorf("account_email: %v: %w", err, ErrInvalid)
 	}
 	if err := p.checkCalendarAccount(ctx, ws, addr, in); err != nil {
 		return Connection{}, err
 	}
-	cals := in.CalendarIDs
 	if len(cals) == 0 {
 		cals = []string{"primary"}
 	}
@@ -129,7 +139,16 @@ func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInp
 		}
 		c.Calendars = append(c.Calendars, id)
 		if err := p.openChannel(ctx, id, false); err != nil {
-			// Syncing still works on the schedule; renewal retries.
+			switch provider.ClassOf(err) {
+			case provider.Auth:
+				_ = p.cfg.Vault.MarkNeedsReauth(ctx, connID, ledger.Truncate(scrub(err.Error()), 300))
+				return c, providerRefused(in.Provider, err)
+			case provider.Transient:
+				// Stored: it syncs once the provider answers.
+				return c, providerRefused(in.Provider, err)
+			}
+			// Without a push channel the calendar still syncs on the
+			// schedule; renewal tries again.
 			p.log.WarnContext(ctx, "open push channel", slog.String("calendar_id", id), slog.String("error", scrub(err.Error())))
 		}
 		if err := p.markDirty(ctx, id, false, time.Time{}); err != nil {
@@ -137,6 +156,20 @@ func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInp
 		}
 	}
 	return c, p.Resume(ctx, connID)
+}
+
+// providerRefused turns a provider's answer to an import into the
+// caller's error: a refusal says what the provider said, an unreachable
+// provider says so.
+func providerRefused(name string, err error) error {
+	msg := scrub(err.Error())
+	switch provider.ClassOf(err) {
+	case provider.Auth:
+		return fmt.Errorf("%s refused the credentials (%s); obtain new ones and import again: %w", name, msg, ErrInvalid)
+	case provider.Permanent, provider.NotFound:
+		return fmt.Errorf("%s refused the connection: %s: %w", name, msg, ErrInvalid)
+	}
+	return fmt.Errorf("could not reach %s (%s); the connection is kept and syncs once %s answers: %w", name, msg, name, ErrUnavailable)
 }
 
 // checkCalendarAccount refuses a calendar account other than the one a
@@ -169,7 +202,10 @@ func (p *Pipeline) addCRM(ctx context.Context, ws string, in ConnectionInput, to
 	portal, err := sink.Prepare(ctx)
 	p.countCRM(in.Provider, "portal.prepare", err)
 	if err != nil {
-		return Connection{}, fmt.Errorf("prepare the %s portal: %w", in.Provider, err)
+		if c := provider.ClassOf(err); c == provider.Transient || c == provider.RateLimited {
+			return Connection{}, fmt.Errorf("could not reach %s (%s); nothing was stored, import again: %w", in.Provider, scrub(err.Error()), ErrUnavailable)
+		}
+		return Connection{}, providerRefused(in.Provider, err)
 	}
 	if in.ExpectAccount != "" && in.ExpectAccount != portal.ID {
 		return Connection{}, fmt.Errorf("this connect link is for portal %s, not portal %s: %w", in.ExpectAccount, portal.ID, ErrForbidden)

@@ -20,6 +20,8 @@ var (
 	// workspace's domains, a connect link used twice or expired, a forged
 	// notification).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable: a provider could not be reached; try again later.
+	ErrUnavailable = errors.New("provider unavailable")
 )
 
 // The admin API's views of the ledger.

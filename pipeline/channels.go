@@ -63,12 +63,29 @@ func (c *core) openChannel(ctx context.Context, calID string, force bool) error 
 		// The subscription is gone: open a new one.
 	}
 	addr := c.webhookAddress(cal.Provider)
+	_, signs := src.(calendar.SignatureVerifier)
+	if !signs {
+		prov, _ := c.cfg.Providers.Calendar(cal.Provider)
+		_, signs = prov.(calendar.SignatureVerifier)
+	}
+	if signs {
+		// A provider that signs its deliveries is told which channel a
+		// delivery is for by the address it was given: the calendar's.
+		addr += "/" + cal.ID
+	}
 	ch, err := w.Watch(ctx, calendar.WatchRequest{CalendarID: cal.CalendarID, Address: addr, LifecycleAddress: addr + "/lifecycle"})
 	c.metrics.calendarOps.WithLabelValues(cal.Provider, "watch", classLabel(err)).Inc()
 	if err != nil {
 		return fmt.Errorf("watch calendar %s: %w", cal.ID, err)
 	}
-	if err := c.ledger.StoreChannel(ctx, cal.ID, ch.ID, ch.ResourceID, calendar.HashToken(ch.Token), ch.Expiration); err != nil {
+	secret := calendar.HashToken(ch.Token)
+	if signs {
+		// The signing key itself is needed to verify; it is kept sealed.
+		if secret, err = c.cfg.Vault.Seal(channelAD(cal.ID), []byte(ch.Token)); err != nil {
+			return fmt.Errorf("seal the signing key of calendar %s: %w", cal.ID, err)
+		}
+	}
+	if err := c.ledger.StoreChannel(ctx, cal.ID, ch.ID, ch.ResourceID, secret, ch.Expiration); err != nil {
 		return err
 	}
 	if old.ID != "" && old.ID != ch.ID {
@@ -157,12 +174,21 @@ func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.Web
 	}
 	// Verify every notification before acting on any.
 	type change struct {
-		calID string
-		state calendar.NotificationState
+		calID    string
+		state    calendar.NotificationState
+		eventIDs []string
 	}
 	var changes []change
+	verifier, signs := prov.(calendar.SignatureVerifier)
 	for _, n := range ns {
-		ch, err := p.ledger.ChannelByID(ctx, n.ChannelID)
+		var ch ledger.Channel
+		if signs {
+			// Signed deliveries name their channel by the address Rapport
+			// registered: the calendar's id.
+			ch, err = p.ledger.ChannelOfCalendar(ctx, n.ChannelID)
+		} else {
+			ch, err = p.ledger.ChannelByID(ctx, n.ChannelID)
+		}
 		if errors.Is(err, ledger.ErrNotFound) || (err == nil && ch.Provider != provider) {
 			return nil, fmt.Errorf("channel %q: %w", n.ChannelID, ErrNotFound)
 		}
@@ -173,14 +199,19 @@ func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.Web
 			// A channel of another resource: not one we know.
 			return nil, fmt.Errorf("channel %q of another resource: %w", n.ChannelID, ErrNotFound)
 		}
-		if v, ok := prov.(calendar.SignatureVerifier); ok {
-			if err := v.VerifySignature(req, ch.Secret); err != nil {
+		if signs {
+			key, err := p.cfg.Vault.Open(channelAD(ch.CalendarID), ch.Secret)
+			if err != nil {
+				p.log.ErrorContext(ctx, "open a channel's signing key", slog.String("calendar_id", ch.CalendarID), slog.String("error", err.Error()))
+				return nil, fmt.Errorf("channel %q: its signing key cannot be opened: %w", n.ChannelID, ErrForbidden)
+			}
+			if err := verifier.VerifySignature(req, key); err != nil {
 				return nil, fmt.Errorf("channel %q: %v: %w", n.ChannelID, err, ErrForbidden)
 			}
 		} else if !calendar.VerifyToken(n.Token, ch.Secret) {
 			return nil, fmt.Errorf("channel %q: the token does not match: %w", n.ChannelID, ErrForbidden)
 		}
-		changes = append(changes, change{ch.CalendarID, n.State})
+		changes = append(changes, change{ch.CalendarID, n.State, n.EventIDs})
 	}
 	for _, c := range changes {
 		switch c.state {
@@ -197,6 +228,12 @@ func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.Web
 				}
 			}
 		default:
+			if len(c.eventIDs) > 0 {
+				if err := p.enqueueFetch(ctx, c.calID, c.eventIDs, p.now()); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			if err := p.markDirty(ctx, c.calID, false, p.now()); err != nil {
 				return nil, err
 			}
@@ -204,3 +241,6 @@ func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.Web
 	}
 	return nil, nil
 }
+
+// channelAD binds a sealed signing key to its calendar.
+func channelAD(calID string) string { return "channel:" + calID }

@@ -29,6 +29,10 @@ type Vault interface {
 	Put(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token) (string, error)
 	TokenSource(connID string) oauth2.TokenSource
 	MarkNeedsReauth(ctx context.Context, connID, reason string) error
+	// Seal and Open encrypt secrets that are not tokens (webhook signing
+	// keys, task payloads) with the configured keys, bound to ad.
+	Seal(ad string, plain []byte) ([]byte, error)
+	Open(ad string, sealed []byte) ([]byte, error)
 }
 
 // Registry finds the providers a connection names.

@@ -67,6 +67,12 @@ func (s *syncer) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	defer l.release(ctx)
 	ctx = withLease(ctx, l)
+	if len(pl.EventIDs) > 0 {
+		if err := s.fetch(ctx, cal, pl.EventIDs, pl.SeenAt); err != nil {
+			return s.failed(ctx, t, cal, err)
+		}
+		return nil
+	}
 	// From here on, notifications queue a new task: this one may have
 	// made its last check when they arrive.
 	if err := s.rdb.Del(ctx, syncQueuedKey(cal.ID)).Err(); err != nil {
@@ -180,6 +186,25 @@ func (s *syncer) run(ctx context.Context, cal ledger.Calendar, cursor string, se
 		}
 		req.PageToken = page.NextPageToken
 	}
+}
+
+// fetch reads some events of a calendar by id and decides them, leaving
+// the calendar's cursor as it is.
+func (s *syncer) fetch(ctx context.Context, cal ledger.Calendar, ids []string, seenAt time.Time) error {
+	src, err := s.source(ctx, cal)
+	if err != nil {
+		return err
+	}
+	sc, err := s.newPageContext(ctx, cal, seenAt)
+	if err != nil {
+		return err
+	}
+	page, err := src.List(ctx, calendar.ListRequest{CalendarID: cal.CalendarID, EventIDs: ids, TimeMin: sc.window.Min, TimeMax: sc.window.Max})
+	s.metrics.calendarOps.WithLabelValues(cal.Provider, "get", classLabel(err)).Inc()
+	if err != nil {
+		return err
+	}
+	return s.apply(ctx, sc, page.Events, nil)
 }
 
 // applyDisappeared ends a full listing: copies the ledger knows that the

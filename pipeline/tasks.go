@@ -43,6 +43,10 @@ type syncPayload struct {
 	// SeenAt is when the change was first noticed (webhook), for the
 	// webhook-to-CRM latency.
 	SeenAt time.Time `json:"seen_at,omitzero"`
+	// EventIDs, when set, asks for just these events (a notification that
+	// names them, a write whose content was lost): fetched and decided,
+	// without touching the calendar's cursor.
+	EventIDs []string `json:"event_ids,omitempty"`
 }
 
 // writePayload is one meeting's CRM write. It carries the normalised event
@@ -110,6 +114,17 @@ func (c *core) enqueueSync(ctx context.Context, calID string, dirty int64, full 
 	id := "sync:" + calID + ":" + strconv.FormatInt(dirty, 10)
 	return c.enqueue(ctx, TaskSync, syncPayload{CalendarID: calID, Dirty: dirty, Full: full, SeenAt: seenAt},
 		asynq.Queue(QueueSync), asynq.TaskID(id), asynq.MaxRetry(10), asynq.Timeout(30*time.Minute))
+}
+
+// enqueueFetch queues a sync of just some events of a calendar.
+func (c *core) enqueueFetch(ctx context.Context, calID string, eventIDs []string, seenAt time.Time) error {
+	h := sha256.New()
+	for _, id := range eventIDs {
+		h.Write([]byte(id + "\x00"))
+	}
+	id := "fetch:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:24] + ":" + strconv.FormatInt(c.now().UnixNano(), 36)
+	return c.enqueue(ctx, TaskSync, syncPayload{CalendarID: calID, EventIDs: eventIDs, SeenAt: seenAt},
+		asynq.Queue(QueueSync), asynq.TaskID(id), asynq.MaxRetry(10), asynq.Timeout(10*time.Minute))
 }
 
 // enqueueWrite adds one meeting's write to its CRM connection's group; the

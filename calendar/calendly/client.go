@@ -138,7 +138,10 @@ func (c *client) do(ctx context.Context, op, method, path string, query url.Valu
 		if err := c.throttle(ctx, op); err != nil {
 			return err
 		}
-		data, err := c.roundTrip(ctx, method, u, path, body)
+		data, status, err := c.roundTrip(ctx, method, u, path, body)
+		if c.cfg.OnRequest != nil {
+			c.cfg.OnRequest(op, status)
+		}
 		if err == nil {
 			if out == nil || len(data) == 0 {
 				return nil
@@ -208,14 +211,14 @@ func (c *client) throttle(ctx context.Context, op string) error {
 
 // roundTrip sends one request and returns the body of a 2xx answer, or a
 // classified *calendar.Error.
-func (c *client) roundTrip(ctx context.Context, method, u, path string, body []byte) ([]byte, error) {
+func (c *client) roundTrip(ctx context.Context, method, u, path string, body []byte) ([]byte, int, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, &calendar.Error{Class: calendar.Permanent, Err: &safeError{msg: method + " " + path + ": bad request", err: err}}
+		return nil, 0, &calendar.Error{Class: calendar.Permanent, Err: &safeError{msg: method + " " + path + ": bad request", err: err}}
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -223,22 +226,22 @@ func (c *client) roundTrip(ctx context.Context, method, u, path string, body []b
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, transportError(method, path, err)
+		return nil, 0, transportError(method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return nil, transportError(method, path, err)
+		return nil, resp.StatusCode, transportError(method, path, err)
 	}
 	if resp.StatusCode/100 == 2 {
 		if len(data) > maxResponseBytes {
-			return nil, &calendar.Error{Class: calendar.Permanent,
+			return nil, resp.StatusCode, &calendar.Error{Class: calendar.Permanent,
 				Err: fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxResponseBytes)}
 		}
-		return data, nil
+		return data, resp.StatusCode, nil
 	}
 	class, wait, herr := classifyAnswer(resp.StatusCode, resp.Header, data, c.cfg.Clock())
-	return nil, &calendar.Error{Class: class, Wait: wait, Err: fmt.Errorf("%s %s: %w", method, path, herr)}
+	return nil, resp.StatusCode, &calendar.Error{Class: class, Wait: wait, Err: fmt.Errorf("%s %s: %w", method, path, herr)}
 }
 
 // transportError classifies a failure to get an answer: the token source

@@ -130,6 +130,13 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives retry diagnostics at debug level. Default discards.
 	Logger *slog.Logger
+	// AppSigningKey is the OAuth app's webhook signing key
+	// (RAPPORT_CALENDLY_WEBHOOK_SIGNING_KEY): deliveries that do not verify
+	// with their subscription's key are tried with it.
+	AppSigningKey []byte
+	// OnRequest, if set, is told of every HTTP request by endpoint name and
+	// status (0: no response): the metrics hook.
+	OnRequest func(endpoint string, status int)
 }
 
 func (c Config) withDefaults() Config {

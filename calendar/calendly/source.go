@@ -483,6 +483,29 @@ func (p *Provider) Whoami(ctx context.Context, tokens oauth2.TokenSource) (userU
 	return u.URI, u.Email, u.CurrentOrganization, nil
 }
 
+var _ calendar.AccountResolver = (*Provider)(nil)
+
+// ResolveAccount implements calendar.AccountResolver: the token's user
+// e-mail is the connection's account, and its one calendar is the
+// organization or the user its scope covers.
+func (p *Provider) ResolveAccount(ctx context.Context, tokens oauth2.TokenSource, scope string) (string, []string, error) {
+	if scope == "" {
+		scope = ScopeUser
+	}
+	if scope != ScopeOrganization && scope != ScopeUser {
+		return "", nil, &calendar.Error{Class: calendar.Permanent, Op: opMe, Err: fmt.Errorf("scope %.40q: want %q or %q", scope, ScopeOrganization, ScopeUser)}
+	}
+	_, email, _, err := p.Whoami(ctx, tokens)
+	if err != nil {
+		return "", nil, err
+	}
+	cal, err := p.ResolveScope(ctx, tokens, scope)
+	if err != nil {
+		return "", nil, err
+	}
+	return email, []string{cal}, nil
+}
+
 // ErrNotOrganizationAdmin is returned (inside a Permanent calendar.Error)
 // by ResolveScope for organization scope when the token's user is neither
 // owner nor admin of its organization.

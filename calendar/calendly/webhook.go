@@ -258,7 +258,16 @@ func (p *Provider) ParseWebhook(req calendar.WebhookRequest) (*calendar.Reply, [
 	return p.parser.ParseWebhook(req)
 }
 
-// VerifySignature implements calendar.SignatureVerifier (see Parser).
+// VerifySignature implements calendar.SignatureVerifier (see Parser). A
+// delivery that does not verify with the subscription's own key is tried
+// with the OAuth app's key (Config.AppSigningKey), which Calendly uses for
+// the subscriptions of OAuth apps.
 func (p *Provider) VerifySignature(req calendar.WebhookRequest, key []byte) error {
-	return p.parser.VerifySignature(req, key)
+	err := p.parser.VerifySignature(req, key)
+	if err != nil && errors.Is(err, ErrSignatureMismatch) && len(p.cfg.AppSigningKey) > 0 {
+		if appErr := p.parser.VerifySignature(req, p.cfg.AppSigningKey); appErr == nil {
+			return nil
+		}
+	}
+	return err
 }

@@ -252,6 +252,13 @@ type Provider struct {
 
 var _ calendar.Provider = (*Provider)(nil)
 
+var _ calendar.WebhookParser = (*Provider)(nil)
+
+// ParseWebhook implements calendar.WebhookParser (see Parser).
+func (p *Provider) ParseWebhook(req calendar.WebhookRequest) (*calendar.Reply, []calendar.Notification, error) {
+	return Parser{}.ParseWebhook(req)
+}
+
 // Name returns "microsoft".
 func (p *Provider) Name() string { return Name }
 

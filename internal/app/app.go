@@ -22,9 +22,12 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/calendar/calendly"
 	"github.com/rapportsync/rapport/calendar/google"
+	"github.com/rapportsync/rapport/calendar/microsoft"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/hubspot"
+	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/internal/ratelimit"
 	"github.com/rapportsync/rapport/pipeline"
 	"github.com/rapportsync/rapport/pipeline/credentials"
@@ -108,7 +111,11 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		a.Close()
 		return nil, &configError{"RAPPORT_HUBSPOT_RATE_LIMIT", err.Error()}
 	}
-	prov := a.providers(limit, opts.Unlimited)
+	prov, err := a.providers(limit, opts.Unlimited)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Vault, err = credentials.New(credentials.Config{
 		Pool: a.Pool, Keys: cfg.Keys, Logger: logger, OAuth: prov.tokenClients(),
 		OnNeedsReauth: func(_, provider string) { a.Metrics.ReauthNeeded(provider) },
@@ -168,7 +175,7 @@ func (p providers) tokenClients() map[string]*oauth2.Config {
 }
 
 // providers wires the adapters. Adding a provider is one entry here.
-func (a *App) providers(limit hubspot.Limit, unlimited bool) providers {
+func (a *App) providers(limit hubspot.Limit, unlimited bool) (providers, error) {
 	c := a.Config
 	m := a.Metrics
 	client := func() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
@@ -176,31 +183,43 @@ func (a *App) providers(limit hubspot.Limit, unlimited bool) providers {
 		return &oauth2.Config{ClientID: id, ClientSecret: secret, Scopes: scopes,
 			Endpoint: oauth2.Endpoint{AuthURL: auth, TokenURL: token, AuthStyle: style}}
 	}
+	hook := func(name string) func(string, int) { return func(ep string, st int) { m.Request(name, ep, st) } }
 
-	g := google.Provider{Config: google.Config{BaseURL: c.GoogleAPIURL, HTTPClient: client(), Logger: a.Log,
-		OnRequest: func(endpoint string, status int) { m.Request("google", endpoint, status) }}}
-	if unlimited {
-		g.PerMinute = 1_000_000
+	g := google.Provider{Config: google.Config{BaseURL: c.GoogleAPIURL, HTTPClient: client(), Logger: a.Log, OnRequest: hook("google")}}
+	ms := &microsoft.Provider{Config: microsoft.Config{BaseURL: c.MicrosoftAPIURL, HTTPClient: client(), Logger: a.Log, OnRequest: hook("microsoft")}}
+	cly, err := calendly.NewProvider(calendly.Config{BaseURL: c.CalendlyAPIURL, HTTPClient: client(), Logger: a.Log, OnRequest: hook("calendly"),
+		AppSigningKey: []byte(c.CalendlySigningKey)})
+	if err != nil {
+		return providers{}, err
 	}
 	hs := hubspot.Config{BaseURL: c.HubSpotAPIURL, RateLimit: limit, Logger: a.Log,
 		OnRequest:       func(endpoint string, status int, _ time.Duration) { m.Request("hubspot", endpoint, status) },
 		OnRateLimitWait: func(d time.Duration) { m.RateLimitWait("hubspot", d) }}
 	if unlimited {
+		g.PerMinute = 1_000_000
+		ms.PerMailbox = provider.Limit{Rate: 1_000_000, Burst: 1_000, Period: time.Second}
 		hs.RateLimit = hubspot.Limit{Requests: 1_000_000, Window: time.Second}
 		hs.SearchPerSecond = 1_000_000
 	}
 	return providers{
-		calendars: []calendar.Provider{g},
+		calendars: []calendar.Provider{g, ms, cly},
 		crms:      []crm.Provider{hubspot.Provider{Config: hs}},
 		oauth: map[string]httpapi.OAuthProvider{
 			"google": {Title: "Google Calendar", Calendars: []string{"primary"}, LoginHint: true,
 				Config:  oc(c.GoogleClientID, c.GoogleClientSecret, c.GoogleAuthURL, c.GoogleTokenURL, oauth2.AuthStyleAutoDetect, google.Scopes...),
 				Options: []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent")},
 				Account: func(_ context.Context, tok *oauth2.Token) (string, error) { return google.AccountFromToken(tok) }},
+			"microsoft": {Title: "Microsoft 365", Calendars: []string{"primary"}, LoginHint: true,
+				Config:  oc(c.MicrosoftClientID, c.MicrosoftClientSecret, c.MicrosoftAuthURL, c.MicrosoftTokenURL, oauth2.AuthStyleInParams, microsoft.Scopes...),
+				Account: func(_ context.Context, tok *oauth2.Token) (string, error) { return microsoft.AccountFromToken(tok) }},
+			// Calendly's account and calendar come from the token itself
+			// (the pipeline asks Calendly).
+			"calendly": {Title: "Calendly",
+				Config: oc(c.CalendlyClientID, c.CalendlyClientSecret, c.CalendlyAuthURL, c.CalendlyTokenURL, oauth2.AuthStyleInHeader, calendly.Scopes...)},
 			"hubspot": {Title: "HubSpot",
 				Config: oc(c.HubSpotClientID, c.HubSpotClientSecret, c.HubSpotAuthURL, c.HubSpotTokenURL, oauth2.AuthStyleInParams, hubspot.Scopes...)},
 		},
-	}
+	}, nil
 }
 
 // PoolSize is the connection pool's size when the database URL does not

@@ -100,3 +100,36 @@ func (kr *keyring) open(connID, keyID string, ciphertext []byte) (*oauth2.Token,
 		TokenType:    st.TokenType,
 	}, nil
 }
+
+// sealBytes encrypts plain under the first key, bound to ad: the key id
+// (length-prefixed), then nonce || sealed.
+func (kr *keyring) sealBytes(ad string, plain []byte) ([]byte, error) {
+	nonce := make([]byte, nonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	out := make([]byte, 0, 1+len(kr.first)+nonceSize+len(plain)+16)
+	out = append(out, byte(len(kr.first)))
+	out = append(out, kr.first...)
+	out = append(out, nonce...)
+	return kr.aeads[kr.first].Seal(out, nonce, plain, []byte(ad)), nil
+}
+
+// openBytes decrypts what sealBytes sealed under ad, with whichever
+// configured key sealed it.
+func (kr *keyring) openBytes(ad string, sealed []byte) ([]byte, error) {
+	if len(sealed) < 1 || len(sealed) < 1+int(sealed[0])+nonceSize {
+		return nil, errors.New("sealed value is truncated")
+	}
+	keyID := string(sealed[1 : 1+int(sealed[0])])
+	aead, ok := kr.aeads[keyID]
+	if !ok {
+		return nil, fmt.Errorf("sealed with key %q, which RAPPORT_ENCRYPTION_KEYS does not hold", keyID)
+	}
+	rest := sealed[1+int(sealed[0]):]
+	plain, err := aead.Open(nil, rest[:nonceSize], rest[nonceSize:], []byte(ad))
+	if err != nil {
+		return nil, fmt.Errorf("sealed value does not authenticate under key %q", keyID)
+	}
+	return plain, nil
+}

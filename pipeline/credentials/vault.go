@@ -381,3 +381,12 @@ func validUUID(s string) bool {
 	}
 	return true
 }
+
+// Seal encrypts a secret that is not a token (a webhook signing key, a
+// task's payload) with the first key; ad binds it to its use, so a sealed
+// value moved elsewhere does not open there.
+func (v *Vault) Seal(ad string, plain []byte) ([]byte, error) { return v.keys.sealBytes(ad, plain) }
+
+// Open decrypts what Seal sealed under the same ad, with any configured
+// key.
+func (v *Vault) Open(ad string, sealed []byte) ([]byte, error) { return v.keys.openBytes(ad, sealed) }

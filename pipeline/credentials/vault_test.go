@@ -751,3 +751,36 @@ func TestConcurrentPutSameAccount(t *testing.T) {
 	}
 	token(t, v, ids[0]) // whichever won, the row opens under its own id
 }
+
+func TestSealOpen(t *testing.T) {
+	k1 := Key{ID: "k1", Secret: bytes.Repeat([]byte{1}, 32)}
+	k2 := Key{ID: "k2", Secret: bytes.Repeat([]byte{2}, 32)}
+	old, err := New(Config{Pool: testenv.DB(t), Keys: []Key{k1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := old.Seal("channel:1", []byte("signing key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("signing key")) {
+		t.Fatal("sealed value holds the plaintext")
+	}
+	// After a rotation the old key still opens it.
+	rotated, _ := New(Config{Pool: testenv.DB(t), Keys: []Key{k2, k1}})
+	if got, err := rotated.Open("channel:1", sealed); err != nil || string(got) != "signing key" {
+		t.Fatalf("open: %q, %v", got, err)
+	}
+	if _, err := rotated.Open("channel:2", sealed); err == nil {
+		t.Error("a sealed value opened under another use")
+	}
+	only2, _ := New(Config{Pool: testenv.DB(t), Keys: []Key{k2}})
+	if _, err := only2.Open("channel:1", sealed); err == nil || !strings.Contains(err.Error(), `"k1"`) {
+		t.Errorf("open without its key: %v, want one naming the key", err)
+	}
+	for _, bad := range [][]byte{nil, {5}, sealed[:len(sealed)-1]} {
+		if _, err := rotated.Open("channel:1", bad); err == nil {
+			t.Errorf("opened a damaged value %x", bad)
+		}
+	}
+}

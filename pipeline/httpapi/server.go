@@ -444,6 +444,8 @@ func statusOf(err error) (status int, code string) {
 		return http.StatusConflict, "conflict"
 	case errors.Is(err, pipeline.ErrForbidden):
 		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, pipeline.ErrUnavailable):
+		return http.StatusBadGateway, "provider_unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "timeout"
 	}
@@ -454,7 +456,7 @@ func statusOf(err error) (status int, code string) {
 // the caller; anything else is logged and answered without internals.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
 	status, code := statusOf(err)
-	if status < 500 {
+	if status < 500 || status == http.StatusBadGateway {
 		writeError(w, status, code, err.Error())
 		return
 	}

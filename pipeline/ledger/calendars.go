@@ -219,6 +219,22 @@ func (s *Store) ChannelByID(ctx context.Context, channelID string) (Channel, err
 	return ch, nil
 }
 
+// ChannelOfCalendar reads the push channel of a calendar, by the
+// calendar's id.
+func (s *Store) ChannelOfCalendar(ctx context.Context, calID string) (Channel, error) {
+	var ch Channel
+	err := s.db.QueryRow(ctx, `SELECT c.id, k.provider, coalesce(c.channel_resource_id, ''), c.channel_token_hash
+		FROM calendars c JOIN connections k ON k.id = c.connection_id WHERE c.id::text = $1 AND c.channel_id IS NOT NULL`, calID).
+		Scan(&ch.CalendarID, &ch.Provider, &ch.ResourceID, &ch.Secret)
+	if errors.Is(err, pgx.ErrNoRows) || isInvalidText(err) {
+		return ch, fmt.Errorf("channel of calendar %q: %w", calID, ErrNotFound)
+	}
+	if err != nil {
+		return ch, fmt.Errorf("find channel: %w", err)
+	}
+	return ch, nil
+}
+
 // ChannelsToRenew lists the calendars of active connections whose channel
 // is missing or expires before t.
 func (s *Store) ChannelsToRenew(ctx context.Context, before time.Time) ([]Calendar, error) {

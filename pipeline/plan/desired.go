@@ -63,9 +63,10 @@ func DesiredOf(key string, ev *calendar.Event, d *rules.Decision, now time.Time)
 			crm.PropOutcome:     outcome,
 			crm.PropBody:        ev.Description,
 		},
-		ICalUID: ev.ICalUID,
+		ICalUID:       ev.ICalUID,
+		ContactEmails: slices.Clone(d.ContactEmails),
+		OwnerEmails:   slices.Clone(d.OwnerEmails),
 	}
-	w.ContactEmails, w.OwnerEmails = addresses(ev, d)
 	for _, c := range d.Companies {
 		w.CompanyIDs = append(w.CompanyIDs, c.ID)
 	}
