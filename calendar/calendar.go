@@ -260,6 +260,10 @@ type Notification struct {
 
 // WebhookRequest is a push request as the webhook server received it.
 type WebhookRequest struct {
+	Method string
+	// URL is the address the provider called: the public base URL, the
+	// path and the query (what a provider that signs its URL signs).
+	URL    string
 	Header http.Header
 	Query  url.Values
 	// Path is what follows /webhooks/{provider} (e.g. "/lifecycle", or a

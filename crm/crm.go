@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -142,6 +143,25 @@ type Sink interface {
 	// batches.
 	AddAssociations(ctx context.Context, changes []AssociationChange) error
 	RemoveAssociations(ctx context.Context, changes []AssociationChange) error
+}
+
+// WebhookRequest is a CRM's webhook request as the webhook server
+// received it.
+type WebhookRequest struct {
+	Method string
+	// URL is the address the CRM called: the public base URL, the path and
+	// the query, as the CRM signs it.
+	URL      string
+	Header   http.Header
+	Body     []byte
+	Received time.Time
+}
+
+// WebhookParser verifies a CRM's webhook and says which portals' companies
+// changed. A refused request is a *provider.RequestError; a missing secret
+// wraps provider.ErrNotConfigured.
+type WebhookParser interface {
+	CompaniesChanged(req WebhookRequest) (portals []string, err error)
 }
 
 // Conn is what a CRM provider needs to open a Sink for one connection.

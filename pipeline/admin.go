@@ -202,7 +202,10 @@ func (p *Pipeline) addCRM(ctx context.Context, ws string, in ConnectionInput, to
 	portal, err := sink.Prepare(ctx)
 	p.countCRM(in.Provider, "portal.prepare", err)
 	if err != nil {
-		if c := provider.ClassOf(err); c == provider.Transient || c == provider.RateLimited {
+		switch provider.ClassOf(err) {
+		case provider.RateLimited:
+			return Connection{}, fmt.Errorf("%s is rate limiting this app (%s); nothing was stored, import again in a minute: %w", in.Provider, scrub(err.Error()), ErrUnavailable)
+		case provider.Transient:
 			return Connection{}, fmt.Errorf("could not reach %s (%s); nothing was stored, import again: %w", in.Provider, scrub(err.Error()), ErrUnavailable)
 		}
 		return Connection{}, providerRefused(in.Provider, err)

@@ -22,6 +22,8 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrUnavailable: a provider could not be reached; try again later.
 	ErrUnavailable = errors.New("provider unavailable")
+	// ErrNotConfigured: a setting the operation needs is missing.
+	ErrNotConfigured = errors.New("not configured")
 )
 
 // The admin API's views of the ledger.

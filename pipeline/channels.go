@@ -12,6 +12,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
@@ -156,14 +158,17 @@ func (c *core) handleRenew(ctx context.Context, t *asynq.Task) error {
 // work, so the webhook answers at once. An unknown provider or channel is
 // ErrNotFound, a malformed request ErrInvalid, a forged one ErrForbidden;
 // nothing is queued for any of them.
-func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.WebhookRequest) (*calendar.Reply, error) {
-	prov, ok := p.cfg.Providers.Calendar(provider)
+func (p *Pipeline) Notify(ctx context.Context, name string, req calendar.WebhookRequest) (*calendar.Reply, error) {
+	if cp, ok := p.cfg.Providers.CRM(name); ok {
+		return nil, p.crmNotify(ctx, cp, req)
+	}
+	prov, ok := p.cfg.Providers.Calendar(name)
 	if !ok {
-		return nil, fmt.Errorf("provider %q: %w", provider, ErrNotFound)
+		return nil, fmt.Errorf("provider %q: %w", name, ErrNotFound)
 	}
 	parser, ok := prov.(calendar.WebhookParser)
 	if !ok {
-		return nil, fmt.Errorf("%s sends no webhooks: %w", provider, ErrNotFound)
+		return nil, fmt.Errorf("%s sends no webhooks: %w", name, ErrNotFound)
 	}
 	reply, ns, err := parser.ParseWebhook(req)
 	if err != nil {
@@ -189,7 +194,7 @@ func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.Web
 		} else {
 			ch, err = p.ledger.ChannelByID(ctx, n.ChannelID)
 		}
-		if errors.Is(err, ledger.ErrNotFound) || (err == nil && ch.Provider != provider) {
+		if errors.Is(err, ledger.ErrNotFound) || (err == nil && ch.Provider != name) {
 			return nil, fmt.Errorf("channel %q: %w", n.ChannelID, ErrNotFound)
 		}
 		if err != nil {
@@ -244,3 +249,25 @@ func (p *Pipeline) Notify(ctx context.Context, provider string, req calendar.Web
 
 // channelAD binds a sealed signing key to its calendar.
 func channelAD(calID string) string { return "channel:" + calID }
+
+// crmNotify handles a CRM's webhook: companies changed in some portals,
+// whose workspaces refresh their company index.
+func (p *Pipeline) crmNotify(ctx context.Context, cp crm.Provider, req calendar.WebhookRequest) error {
+	wp, ok := cp.(crm.WebhookParser)
+	if !ok {
+		return fmt.Errorf("%s sends no webhooks: %w", cp.Name(), ErrNotFound)
+	}
+	portals, err := wp.CompaniesChanged(crm.WebhookRequest{Method: req.Method, URL: req.URL, Header: req.Header, Body: req.Body, Received: req.Received})
+	if errors.Is(err, provider.ErrNotConfigured) {
+		return fmt.Errorf("%v: %w", err, ErrNotConfigured)
+	}
+	if err != nil {
+		return err
+	}
+	for _, portal := range portals {
+		if err := p.CRMChanged(ctx, portal); err != nil {
+			return err
+		}
+	}
+	return nil
+}

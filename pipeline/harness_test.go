@@ -208,10 +208,10 @@ func (h *harness) addCalendar(email string) {
 	}
 }
 
-// eventually polls cond until it holds or 30 s pass.
+// eventually polls cond until it holds; the minute is a safety net, not a timing.
 func (h *harness) eventually(what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			h.t.Fatalf("timed out waiting for: %s", what)

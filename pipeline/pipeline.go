@@ -194,7 +194,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	c := &core{
 		cfg:       cfg,
-		ledger:    ledger.New(cfg.Pool),
+		ledger:    ledger.New(cfg.Pool).WithCRMs(cfg.Providers.CRMNames()),
 		rdb:       cfg.Redis,
 		queue:     asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
@@ -281,6 +281,16 @@ func (r Registry) Names() []string {
 	for n := range r.calendars {
 		out = append(out, n)
 	}
+	for n := range r.crms {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CRMNames lists the registered CRMs, sorted.
+func (r Registry) CRMNames() []string {
+	var out []string
 	for n := range r.crms {
 		out = append(out, n)
 	}

@@ -1,36 +1,50 @@
 package pipeline_test
 
 import (
+	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
-func (h *harness) dirtySum() int64 {
-	var n int64
-	h.pool.QueryRow(h.ctx, `SELECT coalesce(sum(dirty), 0) FROM calendars WHERE workspace_id = $1`, h.ws).Scan(&n)
-	return n
-}
-
-// TestSchedulesRunOncePerPeriod runs two worker processes with a 1 s sync
-// schedule: each period syncs every calendar once, not twice.
+// TestSchedulesRunOncePerPeriod: two worker processes tick the schedules
+// at every moment of a period, under an injected clock; each period still
+// produces one run of each schedule, not two.
 func TestSchedulesRunOncePerPeriod(t *testing.T) {
-	h := newHarness(t, harnessOptions{tweak: func(c *pipeline.Config) { c.SyncEvery = time.Second }})
-	seed(h)
-	h.connectAll()
-	second := h.restartPipeline().NewWorker() // another process
-	if err := second.Start(h.ctx); err != nil {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	tweak := func(c *pipeline.Config) { c.Clock, c.SyncEvery = now, time.Minute }
+	h := newHarness(t, harnessOptions{tweak: tweak})
+	first, second := h.restartPipeline(), h.restartPipeline() // two processes
+	const periods = 4
+	for range periods {
+		for range 3 { // several ticks within one period, from both
+			first.ScheduleTick(h.ctx)
+			second.ScheduleTick(h.ctx)
+			clock.Add(int64(15 * time.Second))
+		}
+		clock.Add(int64(15 * time.Second))
+	}
+	tasks, err := pipelineInspector(h.rdb).ListPendingTasks(pipeline.QueueMaintenance, asynq.PageSize(1000))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer second.Shutdown()
-	before := h.dirtySum()
-	const periods = 4
-	time.Sleep(periods * time.Second)
-	runs := (h.dirtySum() - before) / 3 // three calendars
-	if runs < periods-1 || runs > periods+1 {
-		t.Errorf("%d scheduled syncs of each calendar in %d periods with two workers, want about %d", runs, periods, periods)
+	runs := map[string]int{}
+	for _, tk := range tasks {
+		var pl map[string]string
+		json.Unmarshal(tk.Payload, &pl)
+		runs[pl["name"]]++
+	}
+	if runs["sync"] != periods {
+		t.Errorf("%d runs of the sync schedule in %d periods with two workers, want %d (all: %v)", runs["sync"], periods, periods, runs)
+	}
+	if runs["reconcile"] != 1 {
+		t.Errorf("%d runs of the 6-hourly reconciliation within 4 minutes, want 1", runs["reconcile"])
 	}
 }
 

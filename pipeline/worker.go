@@ -151,19 +151,25 @@ func (p *Pipeline) runSchedules(ctx context.Context) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		now := p.now()
-		for _, s := range p.schedules() {
-			id := "sched:" + s.name + ":" + bucket(now, s.every)
-			err := p.enqueue(ctx, TaskSchedule, map[string]string{"name": s.name}, asynq.Queue(QueueMaintenance),
-				asynq.TaskID(id), asynq.Retention(s.every), asynq.MaxRetry(2))
-			if err != nil && ctx.Err() == nil {
-				p.log.WarnContext(ctx, "enqueue schedule", slog.String("schedule", s.name), slog.Any("error", err))
-			}
-		}
+		p.scheduleTick(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// scheduleTick enqueues each schedule's task of the current period; a
+// period's task is enqueued once whoever ticks, however often.
+func (p *Pipeline) scheduleTick(ctx context.Context) {
+	now := p.now()
+	for _, s := range p.schedules() {
+		id := "sched:" + s.name + ":" + bucket(now, s.every)
+		err := p.enqueue(ctx, TaskSchedule, map[string]string{"name": s.name}, asynq.Queue(QueueMaintenance),
+			asynq.TaskID(id), asynq.Retention(s.every), asynq.MaxRetry(2))
+		if err != nil && ctx.Err() == nil {
+			p.log.WarnContext(ctx, "enqueue schedule", slog.String("schedule", s.name), slog.Any("error", err))
 		}
 	}
 }

@@ -161,7 +161,8 @@ func (s *Server) ResetCounters() {
 }
 
 // FailNext makes the next n API requests fail with status (e.g. 500, 502,
-// 423) or Hang, before they are processed.
+// 423, or 429 as when another integration spent the window) or Hang,
+// before they are processed.
 func (s *Server) FailNext(n, status int) { s.FailNextOn("", n, status) }
 
 // FailNextOn is FailNext for requests to one endpoint only.
@@ -356,6 +357,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, op string, kind i
 		return false, false
 	case status == http.StatusLocked:
 		writeError(w, status, "LOCKED", "The resource is locked; retry in a few seconds.", nil)
+		return false, false
+	case status == http.StatusTooManyRequests:
+		// Another integration spent the portal's window.
+		s.mu.Lock()
+		s.throttled++
+		s.mu.Unlock()
+		w.Header().Set("X-HubSpot-RateLimit-Remaining", "0")
+		w.Header().Set("X-HubSpot-RateLimit-Interval-Milliseconds", strconv.FormatInt(s.opts.Window.Milliseconds(), 10))
+		writeJSON(w, status, map[string]any{"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+			"errorType": "RATE_LIMIT", "correlationId": correlationID(), "policyName": "TEN_SECONDLY_ROLLING", "groupName": "apps-hubapi"})
 		return false, false
 	case status != 0:
 		writeJSON(w, status, map[string]any{"status": "error", "message": "internal error",

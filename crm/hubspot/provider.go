@@ -14,6 +14,9 @@ type Provider struct {
 	// Config is every client's configuration; PortalID and Limiter are set
 	// per connection.
 	Config Config
+	// ClientSecret is the OAuth app's client secret, which also signs
+	// HubSpot's webhooks (RAPPORT_HUBSPOT_CLIENT_SECRET).
+	ClientSecret string
 }
 
 var _ crm.Provider = Provider{}

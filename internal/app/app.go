@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	a.Handler, err = httpapi.New(httpapi.Config{
 		Service: a.Pipeline, AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL,
 		OAuth: prov.oauth, StateKey: stateKey[:],
-		HubSpotClientSecret: cfg.HubSpotClientSecret, Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
+		Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
 		RedisConnOpt: redisConnOpt(ropts), Logger: logger,
 	})
 	if err != nil {
@@ -203,7 +203,7 @@ func (a *App) providers(limit hubspot.Limit, unlimited bool) (providers, error) 
 	}
 	return providers{
 		calendars: []calendar.Provider{g, ms, cly},
-		crms:      []crm.Provider{hubspot.Provider{Config: hs}},
+		crms:      []crm.Provider{hubspot.Provider{Config: hs, ClientSecret: c.HubSpotClientSecret}},
 		oauth: map[string]httpapi.OAuthProvider{
 			"google": {Title: "Google Calendar", Calendars: []string{"primary"}, LoginHint: true,
 				Config:  oc(c.GoogleClientID, c.GoogleClientSecret, c.GoogleAuthURL, c.GoogleTokenURL, oauth2.AuthStyleAutoDetect, google.Scopes...),

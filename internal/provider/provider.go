@@ -108,3 +108,17 @@ type Limiter interface {
 	// request may go, else how long to wait before asking again.
 	Allow(ctx context.Context, key string, l Limit) (time.Duration, error)
 }
+
+// RequestError is a webhook request a provider's adapter refuses: the
+// status and code to answer, and why, in words for the caller.
+type RequestError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *RequestError) Error() string { return e.Msg }
+
+// ErrNotConfigured: the provider lacks a setting the operation needs (a
+// webhook secret, an OAuth client).
+var ErrNotConfigured = errors.New("not configured")

@@ -169,7 +169,7 @@ func (s *Server) createConnectLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.Provider == "" {
-		writeError(w, http.StatusBadRequest, "invalid", `"provider" is required: google, microsoft, calendly or hubspot`)
+		writeError(w, http.StatusBadRequest, "invalid", `"provider" is required: the name of a calendar provider or CRM`)
 		return
 	}
 	ws := r.PathValue("ws")

@@ -79,9 +79,6 @@ type Config struct {
 	// serve process must share it. Empty: a random key, which only works when
 	// one process serves both the start and the callback of a flow.
 	StateKey []byte
-	// HubSpotClientSecret verifies HubSpot webhook signatures. Empty: the
-	// HubSpot webhook answers 503.
-	HubSpotClientSecret string
 	// Gatherer serves /metrics. Default: prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
 	// Registerer, when set, receives the HTTP metrics of this package
@@ -228,9 +225,8 @@ func (s *Server) routes() http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", s.adminAuth(jsonErrors(admin)))
-	mux.HandleFunc("POST /webhooks/hubspot", s.hubspotWebhook)
-	mux.HandleFunc("POST /webhooks/{provider}", s.calendarWebhook)
-	mux.HandleFunc("POST /webhooks/{provider}/{rest...}", s.calendarWebhook)
+	mux.HandleFunc("POST /webhooks/{provider}", s.providerWebhook)
+	mux.HandleFunc("POST /webhooks/{provider}/{rest...}", s.providerWebhook)
 	mux.HandleFunc("GET /oauth/{provider}/start", s.oauthStart)
 	mux.HandleFunc("GET /oauth/{provider}/callback", s.oauthCallback)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))

@@ -19,6 +19,9 @@ import (
 
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/calendar/google"
+	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/crm/hubspot"
+	prov "github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/internal/testenv"
 	"github.com/rapportsync/rapport/pipeline"
 )
@@ -45,6 +48,8 @@ type fakeService struct {
 	crmChanged  []string
 	readyErr    error
 	links       map[string]*fakeLink
+	// hubspotSecret verifies HubSpot webhooks; empty: not configured.
+	hubspotSecret string
 }
 
 type fakeLink struct {
@@ -72,10 +77,11 @@ func newFakeService() *fakeService {
 		calendars: map[string][]pipeline.CalendarStatus{
 			"ws-1": {{ID: "cal-1", ConnectionID: "conn-1", CalendarID: "primary", Status: "active"}},
 		},
-		runs:     map[string]pipeline.ReconcileReport{},
-		links:    map[string]*fakeLink{},
-		meetings: map[string][]pipeline.MeetingEntry{},
-		retried:  map[int64]bool{},
+		runs:          map[string]pipeline.ReconcileReport{},
+		links:         map[string]*fakeLink{},
+		hubspotSecret: hubspotSecret,
+		meetings:      map[string][]pipeline.MeetingEntry{},
+		retried:       map[int64]bool{},
 		channels: map[string]fakeChannel{
 			"ch-1": {token: "tok-1", resource: "res-1", calendar: "cal-1"},
 		},
@@ -318,6 +324,18 @@ func (f *fakeService) RetryDeadLetter(ctx context.Context, id int64) error {
 func (f *fakeService) Notify(ctx context.Context, provider string, req calendar.WebhookRequest) (*calendar.Reply, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if provider == "hubspot" {
+		portals, err := hubspot.Provider{ClientSecret: f.hubspotSecret}.CompaniesChanged(crm.WebhookRequest{
+			Method: req.Method, URL: req.URL, Header: req.Header, Body: req.Body, Received: req.Received})
+		if errors.Is(err, prov.ErrNotConfigured) {
+			return nil, fmt.Errorf("%v: %w", err, pipeline.ErrNotConfigured)
+		}
+		if err != nil {
+			return nil, err
+		}
+		f.crmChanged = append(f.crmChanged, portals...)
+		return nil, nil
+	}
 	if provider == "echo" {
 		if v := req.Query.Get("validationToken"); v != "" {
 			return &calendar.Reply{Status: 200, ContentType: "text/plain; charset=utf-8", Body: v}, nil
@@ -431,16 +449,15 @@ func newEnv(t testing.TB, mutate ...func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, svc: newFakeService(), clock: &clock{now: time.Now()}, logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
 	cfg := Config{
-		Service:             e.svc,
-		AdminToken:          adminToken,
-		PublicURL:           "https://rapport.example",
-		StateKey:            bytes.Repeat([]byte{7}, 32),
-		HubSpotClientSecret: hubspotSecret,
-		Gatherer:            e.reg,
-		Registerer:          e.reg,
-		Logger:              slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Clock:               e.clock.Now,
-		MaxBodyBytes:        4 << 10,
+		Service:      e.svc,
+		AdminToken:   adminToken,
+		PublicURL:    "https://rapport.example",
+		StateKey:     bytes.Repeat([]byte{7}, 32),
+		Gatherer:     e.reg,
+		Registerer:   e.reg,
+		Logger:       slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Clock:        e.clock.Now,
+		MaxBodyBytes: 4 << 10,
 	}
 	for _, m := range mutate {
 		m(&cfg)

@@ -1,21 +1,15 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rapportsync/rapport/calendar"
+	prov "github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -23,13 +17,13 @@ import (
 // mark, enqueue.
 const webhookTimeout = 5 * time.Second
 
-// calendarWebhook hands a calendar provider's push request to the
-// pipeline, which parses it, answers a handshake, verifies every
-// notification against its stored channel and, for a change, queues the
-// calendar's sync — nothing more, so the answer is immediate. Nothing is
-// queued for a malformed (400), oversized (413), forged (403) or unknown
-// (404) request.
-func (s *Server) calendarWebhook(w http.ResponseWriter, r *http.Request) {
+// providerWebhook hands a provider's push request to the pipeline, which
+// finds the provider by name, parses the request, answers a handshake,
+// verifies every notification (against its stored channel, or the
+// provider's signature) and queues the work — nothing more, so the answer
+// is immediate. Nothing is queued for a malformed (400), oversized (413),
+// forged (401/403) or unknown (404) request.
+func (s *Server) providerWebhook(w http.ResponseWriter, r *http.Request) {
 	provider := r.PathValue("provider")
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -41,11 +35,20 @@ func (s *Server) calendarWebhook(w http.ResponseWriter, r *http.Request) {
 	if rest != "" {
 		rest = "/" + rest
 	}
-	req := calendar.WebhookRequest{Header: r.Header, Query: r.URL.Query(), Path: rest, Body: body, Received: s.clock()}
+	req := calendar.WebhookRequest{Method: r.Method, URL: s.cfg.PublicURL + r.URL.EscapedPath() + querySuffix(r),
+		Header: r.Header, Query: r.URL.Query(), Path: rest, Body: body, Received: s.clock()}
 	ctx, cancel := context.WithTimeout(r.Context(), webhookTimeout)
 	defer cancel()
 	reply, err := s.svc.Notify(ctx, provider, req)
+	var refused *prov.RequestError
 	switch {
+	case errors.As(err, &refused):
+		s.countWebhook(provider, refused.Code)
+		s.log.WarnContext(ctx, "webhook refused", slog.String("request_id", RequestID(ctx)), slog.String("provider", provider), slog.String("reason", refused.Code))
+		writeError(w, refused.Status, refused.Code, refused.Msg)
+	case errors.Is(err, pipeline.ErrNotConfigured):
+		s.countWebhook(provider, "not_configured")
+		writeError(w, http.StatusServiceUnavailable, "not_configured", err.Error())
 	case err == nil && reply != nil:
 		s.countWebhook(provider, "handshake")
 		w.Header().Set("Content-Type", reply.ContentType)
@@ -73,129 +76,9 @@ func (s *Server) calendarWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// hubspotEvent is one event of a HubSpot webhook batch; unknown fields are
-// allowed, HubSpot adds them over time.
-type hubspotEvent struct {
-	EventID          json.Number `json:"eventId"`
-	PortalID         json.Number `json:"portalId"`
-	SubscriptionType string      `json:"subscriptionType"`
-	ObjectTypeID     string      `json:"objectTypeId"`
-	ObjectID         json.Number `json:"objectId"`
-	PropertyName     string      `json:"propertyName"`
-}
-
-// hubspotMaxAge is how old a signed HubSpot request may be.
-const hubspotMaxAge = 5 * time.Minute
-
-// hubspotWebhook verifies a HubSpot webhook (signature v3) and enqueues a
-// company index refresh for each portal whose companies changed.
-func (s *Server) hubspotWebhook(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.HubSpotClientSecret == "" {
-		writeError(w, http.StatusServiceUnavailable, "not_configured",
-			"HubSpot webhooks are not configured: set RAPPORT_HUBSPOT_CLIENT_SECRET")
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.countWebhook("hubspot", "bad_request")
-		bodyError(w, err)
-		return
-	}
-	if code, msg := s.verifyHubSpot(r, body); code != "" {
-		s.countWebhook("hubspot", code)
-		s.log.WarnContext(r.Context(), "hubspot webhook refused", slog.String("request_id", RequestID(r.Context())),
-			slog.String("reason", code))
-		writeError(w, http.StatusUnauthorized, code, msg)
-		return
-	}
-	var events []hubspotEvent
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&events); err != nil || dec.More() {
-		s.countWebhook("hubspot", "malformed")
-		writeError(w, http.StatusBadRequest, "malformed_events", "body is not a JSON array of HubSpot events")
-		return
-	}
-	var portals []string
-	seen := map[string]bool{}
-	for i, e := range events {
-		if !companyEvent(e) {
-			continue
-		}
-		portal, err := strconv.ParseUint(e.PortalID.String(), 10, 64)
-		if err != nil || portal == 0 {
-			s.countWebhook("hubspot", "malformed")
-			writeError(w, http.StatusBadRequest, "malformed_events", "event "+strconv.Itoa(i)+" has no valid portalId")
-			return
-		}
-		if p := strconv.FormatUint(portal, 10); !seen[p] {
-			seen[p] = true
-			portals = append(portals, p)
-		}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), webhookTimeout)
-	defer cancel()
-	for _, p := range portals {
-		if err := s.svc.CRMChanged(ctx, p); err != nil && !errors.Is(err, pipeline.ErrNotFound) {
-			s.countWebhook("hubspot", "error")
-			s.fail(w, r, "hubspot webhook", err)
-			return
-		}
-	}
-	s.countWebhook("hubspot", "accepted")
-	w.WriteHeader(http.StatusOK)
-}
-
-// companyEvent reports whether an event changes companies: the classic
-// "company.*" subscriptions or a generic "object.*" one on object type 0-2.
-func companyEvent(e hubspotEvent) bool {
-	return strings.HasPrefix(e.SubscriptionType, "company.") ||
-		strings.HasPrefix(e.SubscriptionType, "object.") && e.ObjectTypeID == "0-2"
-}
-
-// verifyHubSpot checks X-HubSpot-Signature-v3: base64(HMAC-SHA256(client
-// secret, method + URI + body + timestamp)) over the address HubSpot called,
-// PublicURL + the request path and query, with the request at most five
-// minutes old. It returns an error code and message, or "" when valid.
-func (s *Server) verifyHubSpot(r *http.Request, body []byte) (code, msg string) {
-	sig := r.Header.Get("X-HubSpot-Signature-v3")
-	ts := r.Header.Get("X-HubSpot-Request-Timestamp")
-	if sig == "" || ts == "" {
-		return "unsigned", "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp"
-	}
-	ms, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return "bad_timestamp", "X-HubSpot-Request-Timestamp is not milliseconds since the epoch"
-	}
-	if age := s.clock().Sub(time.UnixMilli(ms)); age > hubspotMaxAge || age < -hubspotMaxAge {
-		return "stale", "request timestamp is more than 5 minutes away"
-	}
-	got, err := base64.StdEncoding.DecodeString(sig)
-	if err != nil {
-		return "bad_signature", "signature does not match"
-	}
-	mac := hmac.New(sha256.New, []byte(s.cfg.HubSpotClientSecret))
-	mac.Write([]byte(r.Method + hubspotURI(s.cfg.PublicURL, r) + string(body) + ts))
-	if !hmac.Equal(got, mac.Sum(nil)) {
-		return "bad_signature", "signature does not match"
-	}
-	return "", ""
-}
-
-// hubspotURI is the URL HubSpot signed: the public base plus the path and
-// query, with the characters HubSpot decodes before signing decoded.
-func hubspotURI(publicURL string, r *http.Request) string {
-	return hubspotDecoder.Replace(publicURL + r.URL.EscapedPath() + querySuffix(r))
-}
-
 func querySuffix(r *http.Request) string {
 	if r.URL.RawQuery == "" {
 		return ""
 	}
 	return "?" + r.URL.RawQuery
 }
-
-var hubspotDecoder = strings.NewReplacer(
-	"%3A", ":", "%2F", "/", "%3F", "?", "%40", "@", "%21", "!", "%24", "$",
-	"%27", "'", "%28", "(", "%29", ")", "%2A", "*", "%2C", ",", "%3B", ";",
-)

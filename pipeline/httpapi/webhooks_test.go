@@ -230,7 +230,8 @@ func TestHubSpotWebhook(t *testing.T) {
 
 	t.Run("no secret configured", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, func(c *Config) { c.HubSpotClientSecret = "" })
+		e := newEnv(t)
+		e.svc.hubspotSecret = ""
 		w := e.do("POST", "/webhooks/hubspot", companyEvents, signHubSpot("", "POST", uri, companyEvents, e.clock.Now())...)
 		checkError(t, w.Code, w.Body.String(), 503, "not_configured")
 		if len(e.svc.snapshot().crmChanged) != 0 {

@@ -22,10 +22,20 @@ var (
 // Store is the ledger on a connection pool.
 type Store struct {
 	db *pgxpool.Pool
+	// crms names the providers that are CRMs: a workspace's CRM connection
+	// is its connection to one of them.
+	crms []string
 }
 
 // New returns the ledger on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{db: pool} }
+
+// WithCRMs returns the ledger knowing which providers are CRMs.
+func (s *Store) WithCRMs(names []string) *Store {
+	c := *s
+	c.crms = names
+	return &c
+}
 
 // Pool is the ledger's pool, for readiness checks.
 func (s *Store) Pool() *pgxpool.Pool { return s.db }

@@ -96,16 +96,13 @@ type CRMConn struct {
 	UniqueKey bool
 }
 
-// crmProviders lists the providers that are CRMs.
-var crmProviders = []string{"hubspot"}
-
 // CRMConnection returns the workspace's CRM connection: the active one, or
 // the newest that is not revoked.
 func (s *Store) CRMConnection(ctx context.Context, ws string) (CRMConn, error) {
 	var c CRMConn
 	var unique *bool
 	err := s.db.QueryRow(ctx, `SELECT id, provider, account, status, crm_unique_key FROM connections
-		WHERE workspace_id = $1 AND provider = ANY($2) AND status <> 'revoked' ORDER BY (status = 'active') DESC, created_at DESC LIMIT 1`, ws, crmProviders).
+		WHERE workspace_id = $1 AND provider = ANY($2) AND status <> 'revoked' ORDER BY (status = 'active') DESC, created_at DESC LIMIT 1`, ws, s.crms).
 		Scan(&c.ID, &c.Provider, &c.Account, &c.Status, &unique)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("workspace %s has no CRM connection: %w", ws, ErrNotFound)
@@ -122,7 +119,7 @@ func (s *Store) CRMConnection(ctx context.Context, ws string) (CRMConn, error) {
 func (s *Store) OtherCRM(ctx context.Context, ws, account string) (CRMConn, error) {
 	var c CRMConn
 	err := s.db.QueryRow(ctx, `SELECT id, provider, account, status FROM connections WHERE workspace_id = $1 AND provider = ANY($2)
-		AND status <> 'revoked' AND account <> $3 ORDER BY created_at DESC LIMIT 1`, ws, crmProviders, account).Scan(&c.ID, &c.Provider, &c.Account, &c.Status)
+		AND status <> 'revoked' AND account <> $3 ORDER BY created_at DESC LIMIT 1`, ws, s.crms, account).Scan(&c.ID, &c.Provider, &c.Account, &c.Status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return CRMConn{}, nil
 	}
@@ -136,7 +133,7 @@ func (s *Store) OtherCRM(ctx context.Context, ws, account string) (CRMConn, erro
 // by connID, with the reason.
 func (s *Store) RetireCRM(ctx context.Context, ws, connID, reason string, now time.Time) error {
 	_, err := s.db.Exec(ctx, `UPDATE connections SET status = 'revoked', replaced_by = $2, last_error = $3, updated_at = $4
-		WHERE workspace_id = $1 AND provider = ANY($5) AND id <> $2 AND status <> 'revoked'`, ws, connID, reason, now, crmProviders)
+		WHERE workspace_id = $1 AND provider = ANY($5) AND id <> $2 AND status <> 'revoked'`, ws, connID, reason, now, s.crms)
 	if err != nil {
 		return fmt.Errorf("retire the replaced CRM connection: %w", err)
 	}
@@ -165,7 +162,7 @@ func (s *Store) ConnStatus(ctx context.Context, connID string) (plan.ConnStatus,
 // (optionally of one portal).
 func (s *Store) CRMWorkspaces(ctx context.Context, portal string) ([]string, error) {
 	return ids(ctx, s.db, `SELECT DISTINCT workspace_id::text FROM connections WHERE provider = ANY($1) AND status = 'active' AND ($2 = '' OR account = $2)`,
-		crmProviders, portal)
+		s.crms, portal)
 }
 
 // ConnectLink is an issued connect link.

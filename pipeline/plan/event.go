@@ -242,7 +242,7 @@ func DecideEvent(in EventInput) EventPlan {
 		w := w
 		out.Desired = &w
 	}
-	out.Link = !needWrite && row.CRMID != "" && this.LinkedCRMID != row.CRMID && !minimal && status != CopyCancelled
+	out.Link = !needWrite && row.CRMID != "" && row.State != DeletedInCRM && this.LinkedCRMID != row.CRMID && !minimal && status != CopyCancelled
 
 	action := ActionSkip
 	if anyLog {
