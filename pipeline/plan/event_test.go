@@ -100,7 +100,12 @@ func TestDecideEvent(t *testing.T) {
 			in:    in(event("e1", att(rep, accepted), att(ae, accepted)), "cal-rep", rep, logged),
 			state: Logged, link: true, copyStat: CopyConfirmed, record: true},
 		{name: "the organizer's copy cancelled cancels a logged meeting",
-			in: in(func() *calendar.Event { e := event("e1", att(rep, accepted), att(cfo, accepted)); e.Status = calendar.StatusCancelled; e.Organizer.Self = true; return e }(),
+			in: in(func() *calendar.Event {
+				e := event("e1", att(rep, accepted), att(cfo, accepted))
+				e.Status = calendar.StatusCancelled
+				e.Organizer.Self = true
+				return e
+			}(),
 				"cal-rep", rep, logged),
 			state: Logged, write: true, cancel: true, outcome: OutcomeCancel, copyStat: CopyCancelled, record: true},
 		{name: "a colleague's copy cancelled while the organizer's lives: no cancellation",
