@@ -138,7 +138,7 @@ func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInp
 			return c, err
 		}
 		c.Calendars = append(c.Calendars, id)
-		if err := p.openChannel(ctx, id, false); err != nil {
+		if err := p.openChannel(ctx, id, renewIfDue); err != nil {
 			switch provider.ClassOf(err) {
 			case provider.Auth:
 				_ = p.cfg.Vault.MarkNeedsReauth(ctx, connID, ledger.Truncate(scrub(err.Error()), 300))
