@@ -246,7 +246,7 @@ func TestBookingAndCalendarCopyAreOneMeeting(t *testing.T) {
 				calEvent = &cfake.CalendarEvent{Kind: "google", ExternalID: gID}
 			}
 			_, ds := h.cly.Book(cfake.BookingSpec{EventType: b.demo, Hosts: []cfake.User{b.host}, Start: start, End: start.Add(30 * time.Minute),
-				Invitee: cfake.InviteeSpec{Email: "buyer@acme.example", Name: "Buyer", Answers: []cfake.Answer{{Question: "Team size", Answer: "40"}}},
+				Invitee:       cfake.InviteeSpec{Email: "buyer@acme.example", Name: "Buyer", Answers: []cfake.Answer{{Question: "Team size", Answer: "40"}}},
 				CalendarEvent: calEvent})
 			for _, d := range ds {
 				if d.Status != http.StatusOK {

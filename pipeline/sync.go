@@ -246,8 +246,8 @@ type pageContext struct {
 	// hasBookings: the workspace holds bookings, which its calendar copies
 	// may join.
 	hasBookings bool
-	seenAt  time.Time
-	rec     *reconcileState // set during a reconciliation
+	seenAt      time.Time
+	rec         *reconcileState // set during a reconciliation
 }
 
 func (s *syncer) newPageContext(ctx context.Context, cal ledger.Calendar, seenAt time.Time) (*pageContext, error) {
