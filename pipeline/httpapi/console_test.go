@@ -270,7 +270,9 @@ func TestConsoleSignIn(t *testing.T) {
 	if csrf == "" || b.cookies[signinCookie] == nil {
 		t.Fatal("the sign-in form has no CSRF token or nonce cookie")
 	}
-	form := func(token string) url.Values { return url.Values{"token": {token}, "csrf": {csrf}, "next": {"/admin/console/rules"}} }
+	form := func(token string) url.Values {
+		return url.Values{"token": {token}, "csrf": {csrf}, "next": {"/admin/console/rules"}}
+	}
 
 	// Wrong token: the error is next to the field.
 	w = b.do("POST", signinPath, form("nope"), "Origin", publicURL)
