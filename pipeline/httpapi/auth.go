@@ -210,7 +210,7 @@ func (s *Server) session(r *http.Request) (sessionClaims, bool) {
 	}
 	var sc sessionClaims
 	if !s.verify(purposeSession, c.Value, &sc) || sc.ID == "" || !s.clock().Before(time.Unix(sc.Expires, 0)) ||
-		!hmac.Equal([]byte(sc.Token), []byte(s.tokenFingerprint())) || s.sessions.isRevoked(sc.ID) {
+		!hmacEqual(sc.Token, s.tokenFingerprint()) || s.sessions.isRevoked(sc.ID) {
 		return sessionClaims{}, false
 	}
 	return sc, true
@@ -239,6 +239,10 @@ func (s *Server) closeSession(w http.ResponseWriter, sc sessionClaims) {
 func (s *Server) csrfToken(sc sessionClaims) string { return s.macString(purposeCSRF, sc.ID) }
 
 func (s *Server) csrfOK(sc sessionClaims, got string) bool { return hmacEqual(got, s.csrfToken(sc)) }
+
+// hmacEqual compares a presented token with the expected one in constant
+// time; an empty token never matches.
+func hmacEqual(got, want string) bool { return got != "" && hmac.Equal([]byte(got), []byte(want)) }
 
 // publicOrigin is the scheme and host of PublicURL, lower-case.
 func (s *Server) publicOrigin() string {
@@ -373,7 +377,7 @@ func (s *Server) presentedCSRF(w http.ResponseWriter, r *http.Request) string {
 		return v
 	}
 	ct := r.Header.Get("Content-Type")
-	if strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data") {
+	if strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		if err := r.ParseForm(); err == nil {
 			return r.PostForm.Get(csrfField)

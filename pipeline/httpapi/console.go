@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -301,8 +300,6 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	s.log.InfoContext(r.Context(), "console session opened", slog.String("request_id", RequestID(r.Context())), slog.String("client", addr))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
-
-func hmacEqual(a, b string) bool { return a != "" && hmac.Equal([]byte(a), []byte(b)) }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	if a := authOf(r.Context()); a.kind == authSession {

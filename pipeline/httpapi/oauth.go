@@ -88,11 +88,11 @@ func (s *Server) oauthNames() []string {
 // signed state bound to the workspace and a PKCE S256 challenge. A flow
 // starts only from a connect link the admin API issued (signed, single
 // use, expiring, bound to the workspace and provider) or from an admin
-// (the bearer token or a console session): whoever knows a workspace id must not attach an
-// account to it. The PKCE verifier stays in this browser: an HttpOnly,
-// SameSite=Lax cookie scoped to /oauth/{provider}/ and named after the
-// flow's nonce, so a code and state leaked from the redirect cannot be
-// redeemed from another browser.
+// (the bearer token or a console session): whoever knows a workspace id
+// must not attach an account to it. The PKCE verifier stays in this
+// browser: an HttpOnly, SameSite=Lax cookie scoped to /oauth/{provider}/
+// and named after the flow's nonce, so a code and state leaked from the
+// redirect cannot be redeemed from another browser.
 func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 	provider, op, ok := s.oauthConfig(w, r)
 	if !ok {
