@@ -186,3 +186,48 @@ func (c *Console) RulesStatus() RulesStatus {
 	}
 	return st
 }
+
+// LiveEvent is a meeting's event as one of its calendars has it now, for
+// the console's meeting page: fetched on request, never stored or logged.
+type LiveEvent struct {
+	// CalendarID is the provider's id of the calendar it was read from.
+	CalendarID string
+	Title      string
+	Start, End time.Time
+	Organizer  string
+	Attendees  []string
+}
+
+// LiveEvent fetches one copy of a meeting from its calendar: the
+// organizer's when Rapport syncs it. ErrNotFound: no copy to read (all
+// cancelled, or their calendars do not sync); ErrUnavailable: the provider
+// did not answer.
+func (p *Pipeline) LiveEvent(ctx context.Context, ws, key string) (LiveEvent, error) {
+	calID, eventID, err := p.ledger.LiveCopyOf(ctx, ws, key)
+	if err != nil {
+		return LiveEvent{}, notFound(err)
+	}
+	cal, err := p.ledger.Calendar(ctx, calID)
+	if err != nil {
+		return LiveEvent{}, notFound(err)
+	}
+	src, err := p.source(ctx, cal)
+	if err != nil {
+		return LiveEvent{}, fmt.Errorf("read the event from %s: %s: %w", cal.Provider, scrub(err.Error()), ErrUnavailable)
+	}
+	pg, err := src.List(ctx, calendar.ListRequest{CalendarID: cal.CalendarID, EventIDs: []string{eventID}})
+	if err != nil {
+		return LiveEvent{}, fmt.Errorf("read the event from %s: %s: %w", cal.Provider, scrub(err.Error()), ErrUnavailable)
+	}
+	for _, ev := range pg.Events {
+		if ev.ID != eventID || ev.Status == calendar.StatusCancelled {
+			continue
+		}
+		out := LiveEvent{CalendarID: cal.CalendarID, Title: ev.Title, Start: ev.Start, End: ev.End, Organizer: ev.Organizer.Email}
+		for _, a := range ev.Attendees {
+			out.Attendees = append(out.Attendees, a.Email)
+		}
+		return out, nil
+	}
+	return LiveEvent{}, fmt.Errorf("the event is no longer on calendar %s: %w", cal.CalendarID, ErrNotFound)
+}

@@ -95,6 +95,15 @@ func TestConsoleReads(t *testing.T) {
 		t.Errorf("history of another workspace's meeting: %v", err)
 	}
 
+	// The event itself, read live from its calendar.
+	ev, err := h.p.LiveEvent(h.ctx, h.ws, renewal.Key)
+	if err != nil || ev.Title != "Acme renewal (v2)" || !slices.ContainsFunc(ev.Attendees, func(a string) bool { return strings.EqualFold(a, "cfo@acme.example") }) || ev.CalendarID != rep {
+		t.Errorf("live event %+v, %v", ev, err)
+	}
+	if _, err := h.p.LiveEvent(h.ctx, "00000000-0000-0000-0000-000000000000", renewal.Key); !errors.Is(err, pipeline.ErrNotFound) {
+		t.Errorf("live event of another workspace's meeting: %v", err)
+	}
+
 	// Trying the rules writes nothing and explains.
 	var before int
 	h.pool.QueryRow(h.ctx, `SELECT count(*) FROM meetings`).Scan(&before)

@@ -42,6 +42,9 @@ type Console interface {
 	TryRules(ctx context.Context, ws string, s pipeline.RuleSample) (rules.Decision, string, error)
 	// RulesStatus is the rule set in force.
 	RulesStatus() pipeline.RulesStatus
+	// LiveEvent fetches a meeting's event from one of its calendars, for
+	// the page only: its title and attendees are never stored or logged.
+	LiveEvent(ctx context.Context, ws, key string) (pipeline.LiveEvent, error)
 }
 
 var _ Console = (*pipeline.Console)(nil)
@@ -605,6 +608,11 @@ type meetingView struct {
 	Portal      string
 	HubSpotURL  string
 	StateWords  string
+	// Live is the event fetched from its calendar (?live=1), or why it
+	// could not be.
+	Live      *pipeline.LiveEvent
+	LiveError string
+	LiveAsked bool
 }
 
 type attendeeView struct {
@@ -682,6 +690,19 @@ func (s *Server) pageMeeting(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, h := range hist {
 		v.History = append(v.History, historyView{MeetingEvent: h, Words: historyWords(h.Kind)})
+	}
+	if r.URL.Query().Get("live") == "1" {
+		v.LiveAsked = true
+		ev, err := c.LiveEvent(r.Context(), ws, key)
+		switch status, _ := statusOf(err); {
+		case err == nil:
+			v.Live = &ev
+		case status < 500 || status == http.StatusBadGateway:
+			v.LiveError = err.Error()
+		default:
+			s.log.ErrorContext(r.Context(), "fetch a meeting's event", slog.String("request_id", RequestID(r.Context())), slog.String("error", err.Error()))
+			v.LiveError = "the event could not be fetched (request " + RequestID(r.Context()) + ")"
+		}
 	}
 	if v.Portal != "" && m.CRMMeetingID != "" {
 		v.HubSpotURL = "https://app.hubspot.com/contacts/" + url.PathEscape(v.Portal) + "/record/0-47/" + url.PathEscape(m.CRMMeetingID)

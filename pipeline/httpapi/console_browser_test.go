@@ -316,9 +316,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Error("the meeting page shows a title or an address from the ledger")
 	}
 	tb.screenshot("meeting-logged")
+	meetingURL := tb.url()
+	// The title and attendees, read live from the calendar on request.
+	tb.click(`a[href^="?live=1"]`)
+	if live := tb.text("main"); !strings.Contains(live, "Acme renewal") || !strings.Contains(live, cfo) {
+		t.Errorf("the live event is not shown:\n%s", live)
+	}
+	tb.screenshot("meeting-live-event")
 	// The same page on a phone: no sideways scrolling.
 	tb.viewport(390, 844, true)
-	tb.navigate(tb.url())
+	tb.navigate(meetingURL)
 	var wide bool
 	tb.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &wide)
 	if wide {

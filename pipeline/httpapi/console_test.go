@@ -129,6 +129,18 @@ func (c *consoleFake) TryRules(ctx context.Context, ws string, s pipeline.RuleSa
 	return d, rules.Explain(d), nil
 }
 
+func (c *consoleFake) LiveEvent(ctx context.Context, ws, key string) (pipeline.LiveEvent, error) {
+	if _, err := c.fakeService.Meeting(ctx, ws, key); err != nil {
+		return pipeline.LiveEvent{}, err
+	}
+	if key == c.meetings["ws-1"][1].Key {
+		return pipeline.LiveEvent{}, fmt.Errorf("could not reach google: %w", pipeline.ErrUnavailable)
+	}
+	at := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
+	return pipeline.LiveEvent{CalendarID: "primary", Title: "Acme renewal", Start: at, End: at.Add(time.Hour),
+		Organizer: "rep@northwind.test", Attendees: []string{"rep@northwind.test", "cfo@acme.example"}}, nil
+}
+
 func (c *consoleFake) RulesStatus() pipeline.RulesStatus {
 	set := rules.Default()
 	return pipeline.RulesStatus{Version: set.Version(), Rules: set.Rules(), Default: set.DefaultAction(),
@@ -680,6 +692,11 @@ func TestConsolePages(t *testing.T) {
 	if i, j := strings.Index(m, "class=\"explanation\""), strings.Index(m, "The decision"); i < 0 || i > j {
 		t.Error("the explanation does not come before the trace")
 	}
+	if strings.Contains(m, "Acme renewal") || strings.Contains(m, "cfo@acme.example") {
+		t.Error("the meeting page shows the event's title or addresses unasked")
+	}
+	get("/admin/console/workspaces/ws-1/meetings/"+key+"?live=1", 200, "Acme renewal", "cfo@acme.example", "not keep")
+	get("/admin/console/workspaces/ws-1/meetings/"+e.svc.meetings["ws-1"][1].Key+"?live=1", 200, "could not reach google")
 	// Another workspace's meeting is not shown under this one.
 	get("/admin/console/workspaces/ws-2/meetings/"+key, 404)
 	get("/admin/console/workspaces/ws-1/meetings/not-a-key", 404)

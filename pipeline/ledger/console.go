@@ -164,3 +164,19 @@ func queueHistory(b *pgx.Batch, o WriteOutcome, now time.Time) {
 			SELECT id, $2, 'deleted_in_crm', crm_meeting_id FROM meetings WHERE id = $1 AND state <> 'deleted_in_crm'`, id, now)
 	}
 }
+
+// LiveCopyOf names a copy of a meeting to fetch from its calendar: one
+// not cancelled, on a calendar that syncs, the organizer's first.
+func (s *Store) LiveCopyOf(ctx context.Context, ws, key string) (calendarID, eventID string, err error) {
+	err = s.db.QueryRow(ctx, `SELECT c.calendar_id::text, c.event_id FROM meeting_copies c
+		JOIN meetings m ON m.id = c.meeting_id JOIN calendars k ON k.id = c.calendar_id JOIN connections n ON n.id = k.connection_id
+		WHERE m.workspace_id::text = $1 AND m.meeting_key = $2 AND c.status <> 'cancelled' AND k.status = 'active' AND n.status = 'active'
+		ORDER BY c.organizer_copy DESC, c.updated_at DESC LIMIT 1`, ws, key).Scan(&calendarID, &eventID)
+	if errors.Is(err, pgx.ErrNoRows) || isInvalidText(err) {
+		return "", "", fmt.Errorf("a live copy of meeting %q: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("find a copy of meeting %q: %w", key, err)
+	}
+	return calendarID, eventID, nil
+}
