@@ -251,7 +251,7 @@ func (h *harness) eventually(what string, cond func() bool) {
 func (h *harness) settle() {
 	h.t.Helper()
 	h.eventually("queues drained", func() bool {
-		for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink} {
+		for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink, pipeline.QueueMaintenance} {
 			n, err := h.queueSize(q)
 			if err != nil || n > 0 {
 				return false

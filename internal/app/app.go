@@ -146,7 +146,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		Service: a.Pipeline, AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL,
 		OAuth: prov.oauth, StateKey: stateKey[:],
 		Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
-		RedisConnOpt: redisConnOpt(ropts), Logger: logger,
+		RedisConnOpt: redisConnOpt(ropts), Logger: logger, Console: a.Pipeline.Console(a.Rules),
 	})
 	if err != nil {
 		a.Close()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -98,6 +99,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// HTTPClient exchanges OAuth codes (a client with a 30 s timeout).
 	HTTPClient *http.Client
+	// Console is what the operator console reads beyond Service (the
+	// workspaces, the meeting search, the rules). Nil: those pages answer
+	// 503; the others work.
+	Console Console
 }
 
 func (c *Config) withDefaults() {
@@ -143,6 +148,10 @@ type Server struct {
 	handler http.Handler
 	queues  *asynqmon.HTTPHandler
 	metrics *httpMetrics
+	// sessions holds the console's revoked sessions and wrong-token
+	// buckets; pages its templates.
+	sessions *sessions
+	pages    map[string]*template.Template
 }
 
 // New returns the HTTP handler of `rapport serve`. The handler is a *Server;
@@ -152,7 +161,7 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, clock: cfg.Clock}
+	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, clock: cfg.Clock, sessions: newSessions(), pages: consolePages()}
 	if len(s.cfg.StateKey) == 0 {
 		s.cfg.StateKey = make([]byte, 32)
 		if _, err := rand.Read(s.cfg.StateKey); err != nil {
@@ -222,9 +231,10 @@ func (s *Server) routes() http.Handler {
 	admin.HandleFunc("POST /admin/dead-letters/{id}/retry", s.retryDeadLetter)
 	admin.HandleFunc("POST /admin/keys/rotate", s.rotateKeys)
 	admin.Handle(queuesRoot+"/", s.queuesUI())
+	s.consoleRoutes(admin)
 
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", s.adminAuth(jsonErrors(admin)))
+	mux.Handle("/admin/", s.adminHeaders(s.adminAuth(jsonErrors(admin))))
 	mux.HandleFunc("POST /webhooks/{provider}", s.providerWebhook)
 	mux.HandleFunc("POST /webhooks/{provider}/{rest...}", s.providerWebhook)
 	mux.HandleFunc("GET /oauth/{provider}/start", s.oauthStart)

@@ -215,6 +215,7 @@ type WriteOutcome struct {
 // RecordWrites stores the outcome of a write batch.
 func (s *Store) RecordWrites(ctx context.Context, o WriteOutcome, now time.Time) error {
 	b := &pgx.Batch{}
+	queueHistory(b, o, now) // the console's write history (console.go)
 	for id, crmID := range o.Adopted {
 		b.Queue(`UPDATE meetings SET crm_meeting_id = $2, state = 'logged', attempt_id = NULL, owned_hash = NULL, updated_at = $3 WHERE id = $1`, id, crmID, now)
 	}
