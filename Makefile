@@ -17,10 +17,12 @@ build: ## build bin/rapport
 services: ## make sure PostgreSQL and Redis run here (installed with apt-get when missing and allowed)
 	@scripts/services.sh
 
-test: services ## run every test against the local PostgreSQL and Redis (deploy/ checks need promtool)
+test: ## run every test against the local PostgreSQL and Redis (make services, plus promtool)
+	@scripts/services.sh test
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
-test-race: services ## run every test with the race detector
+test-race: ## run every test with the race detector
+	@scripts/services.sh test
 	$(GO) test -race $(TESTFLAGS) $(PKGS)
 
 lint: ## go vet, gofmt, and golangci-lint when installed

@@ -9,7 +9,14 @@
 # says in one sentence which command to run, and exits 1. Nothing is done
 # when everything already runs. RAPPORT_SKIP_SERVICES=1 skips it all (for
 # servers elsewhere: TEST_DATABASE_URL, TEST_REDIS_ADDR, RAPPORT_*_URL).
+#
+# `scripts/services.sh test` (make test) also brings promtool, which the
+# checks of deploy/ run: Debian's prometheus package, whose server is
+# disabled again when this script installed it only for promtool.
 set -euo pipefail
+
+for_tests=no
+[ "${1:-}" = test ] && for_tests=yes
 
 PG_PORT=5432
 REDIS_PORT=6379
@@ -47,7 +54,9 @@ else
   SUDO=no
 fi
 
-if pg_running && redis_running && login_ok; then
+tools_ok() { [ "$for_tests" = no ] || have promtool; }
+
+if pg_running && redis_running && login_ok && tools_ok; then
   say "PostgreSQL (127.0.0.1:$PG_PORT, role $user) and Redis (127.0.0.1:$REDIS_PORT) are running"
   exit 0
 fi
@@ -62,16 +71,27 @@ fi
 if ! have redis-cli; then
   case " ${packages[*]} " in *" redis-server "*) ;; *) packages+=(redis-tools) ;; esac
 fi
+if ! tools_ok; then packages+=(prometheus); fi
 if [ ${#packages[@]} -gt 0 ]; then
   if ! have apt-get; then
-    fail "PostgreSQL or Redis is missing (${packages[*]}): install and start them with your package manager, e.g. on macOS: brew install postgresql@17 redis && brew services start postgresql@17 && brew services start redis"
+    brew="brew install postgresql@17 redis"
+    [ "$for_tests" = yes ] && brew="$brew prometheus"
+    fail "${packages[*]} missing: install them with your package manager and start the services, e.g. on macOS: $brew && brew services start postgresql@17 && brew services start redis"
   fi
   if [ "$SUDO" = no ]; then
-    fail "PostgreSQL or Redis is missing and installing needs root: run 'sudo apt-get install -y ${packages[*]}', then make services again"
+    fail "${packages[*]} missing and installing needs root: run 'sudo apt-get install -y --no-install-recommends ${packages[*]}', then make services again"
   fi
   say "installing ${packages[*]} with apt-get"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  case " ${packages[*]} " in
+    *" prometheus "*)
+      # Only promtool was wanted: no Prometheus server left running.
+      if have systemctl && systemctl is-active --quiet prometheus 2>/dev/null; then
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+        say "the Prometheus server the package started is stopped and disabled (only promtool is needed)"
+      fi ;;
+  esac
 fi
 
 # wait_for CHECK WHAT: a started server takes a moment; the 30 s are a

@@ -43,6 +43,7 @@ case "$*" in
   *"CREATE ROLE"*|*"ALTER ROLE"*) touch "$STUB_STATE/role" ;;
 esac`,
 	},
+	"prometheus": {"promtool": `echo "promtool $*"`},
 	"redis-server": {
 		"redis-server": `touch "$STUB_STATE/redis-up"`,
 		"redis-cli":    `[ -e "$STUB_STATE/redis-up" ] && echo PONG || { echo "Could not connect" >&2; exit 1; }`,
@@ -106,14 +107,14 @@ func newMachine(t *testing.T, uid, sudo string, installed []string, state ...str
 	return m
 }
 
-// run runs scripts/services.sh on the machine.
-func (m *machine) run() (code int, stdout, stderr, calls string) {
+// run runs scripts/services.sh with args on the machine.
+func (m *machine) run(args ...string) (code int, stdout, stderr, calls string) {
 	m.t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "services.sh"))
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(m.bin, "bash"), script)
+	cmd := exec.Command(filepath.Join(m.bin, "bash"), append([]string{script}, args...)...)
 	cmd.Env = []string{"PATH=" + m.bin, "HOME=" + m.home, "STUB_LOG=" + m.log, "STUB_STATE=" + m.state, "STUB_PKGS=" + m.pkgs,
 		"STUB_BIN=" + m.bin, "STUB_UID=" + m.uid, "STUB_USER=" + m.user, "STUB_SUDO=" + m.sudo}
 	var out, errb bytes.Buffer
@@ -133,6 +134,7 @@ func TestServicesScript(t *testing.T) {
 	const noSudo, sudo = "1", "0"
 	cases := []struct {
 		name   string
+		args   []string
 		m      func(t *testing.T) *machine
 		code   int
 		out    string   // in stdout (exit 0) or stderr (exit 1)
@@ -144,20 +146,39 @@ func TestServicesScript(t *testing.T) {
 			m:     func(t *testing.T) *machine { return newMachine(t, "1000", noSudo, both, "pg-up", "redis-up", "role") },
 			out:   "are running",
 			never: []string{"apt-get", "pg_ctlcluster", "redis-server", "CREATE ROLE", "sudo -n -u"}},
+		{name: "for tests, running, promtool missing, root: installs prometheus for promtool",
+			args:  []string{"test"},
+			m:     func(t *testing.T) *machine { return newMachine(t, "0", noSudo, both, "pg-up", "redis-up", "role") },
+			out:   "are running",
+			calls: []string{"apt-get install -y -qq --no-install-recommends prometheus"},
+			never: []string{"pg_ctlcluster", "redis-server", "CREATE ROLE"}},
+		{name: "for tests, everything there: nothing to do",
+			args: []string{"test"},
+			m: func(t *testing.T) *machine {
+				return newMachine(t, "1000", noSudo, append(both, "prometheus"), "pg-up", "redis-up", "role")
+			},
+			out:   "are running",
+			never: []string{"apt-get", "sudo -n -u"}},
+		{name: "for tests, missing, no sudo: the command names prometheus too",
+			args:  []string{"test"},
+			m:     func(t *testing.T) *machine { return newMachine(t, "1000", noSudo, nil) },
+			code:  1,
+			out:   "run 'sudo apt-get install -y --no-install-recommends postgresql redis-server prometheus'",
+			never: []string{"apt-get"}},
 		{name: "missing, root: installs, starts, creates the role",
 			m:      func(t *testing.T) *machine { return newMachine(t, "0", noSudo, nil) },
 			out:    "are running",
-			calls:  []string{"apt-get install -y -qq postgresql redis-server", "pg_ctlcluster --skip-systemctl-redirect 16 main start", "redis-server --daemonize yes --bind 127.0.0.1 --port 6379", "runuser -u postgres -- psql", "CREATE ROLE \"root\" LOGIN CREATEDB CREATEROLE"},
+			calls:  []string{"apt-get install -y -qq --no-install-recommends postgresql redis-server", "pg_ctlcluster --skip-systemctl-redirect 16 main start", "redis-server --daemonize yes --bind 127.0.0.1 --port 6379", "runuser -u postgres -- psql", "CREATE ROLE \"root\" LOGIN CREATEDB CREATEROLE"},
 			pgpass: true},
 		{name: "missing, no sudo: says the command",
 			m:     func(t *testing.T) *machine { return newMachine(t, "1000", noSudo, nil) },
 			code:  1,
-			out:   "run 'sudo apt-get install -y postgresql redis-server', then make services again",
+			out:   "run 'sudo apt-get install -y --no-install-recommends postgresql redis-server', then make services again",
 			never: []string{"apt-get", "pg_ctlcluster", "redis-server"}},
 		{name: "missing, passwordless sudo: installs through sudo",
 			m:      func(t *testing.T) *machine { return newMachine(t, "1000", sudo, nil) },
 			out:    "are running",
-			calls:  []string{"sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server", "sudo -n pg_ctlcluster", "sudo -n -u postgres psql", "CREATE ROLE \"dev\""},
+			calls:  []string{"sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server", "sudo -n pg_ctlcluster", "sudo -n -u postgres psql", "CREATE ROLE \"dev\""},
 			pgpass: true},
 		{name: "installed but stopped, no sudo: Redis started, PostgreSQL needs root",
 			m:     func(t *testing.T) *machine { return newMachine(t, "1000", noSudo, both, "role") },
@@ -187,7 +208,7 @@ func TestServicesScript(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			m := tc.m(t)
-			code, stdout, stderr, calls := m.run()
+			code, stdout, stderr, calls := m.run(tc.args...)
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s\ncalls:\n%s", code, tc.code, stdout, stderr, calls)
 			}
