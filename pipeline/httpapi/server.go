@@ -240,6 +240,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /oauth/{provider}/start", s.oauthStart)
 	mux.HandleFunc("GET /oauth/{provider}/callback", s.oauthCallback)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", root)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	return s.observe(jsonErrors(mux))
@@ -254,6 +255,17 @@ func (s *Server) queuesUI() http.Handler {
 	// Mounted under its RootPath, not path-stripped: asynqmon routes on the
 	// full path.
 	return s.queues
+}
+
+// root tells whoever opens the server's address where to go.
+func root(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, `<!doctype html><title>Rapport</title><h1>Rapport</h1>
+<p>Rapport logs customer meetings from employees' calendars in HubSpot.</p>
+<ul><li><a href="/admin/">Console</a> (sign in with the admin token)</li>
+<li><a href="/healthz">Health</a> and <a href="/readyz">readiness</a></li>
+<li><a href="/metrics">Metrics</a> (Prometheus)</li></ul>
+`)
 }
 
 func healthz(w http.ResponseWriter, r *http.Request) {
