@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,26 +28,35 @@ func runMigrate(ctx context.Context, e *env, c *app.Config, _ any, _ []string) e
 }
 
 func runServe(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, true, false)
+	return runService(ctx, e, c, app.RoleServe)
 }
 
 func runWorker(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, false, true)
+	return runService(ctx, e, c, app.RoleWorker)
 }
 
 func runAll(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, true, true)
+	return runService(ctx, e, c, app.RoleRun)
 }
 
 // runService runs the HTTP server, the workers or both until SIGINT or
-// SIGTERM; SIGHUP reloads the rules.
-func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) error {
+// SIGTERM; SIGHUP reloads the rules. The HTTP port is bound before any
+// worker starts: a process that cannot serve (the port is taken) exits
+// without having taken a task.
+func runService(ctx context.Context, e *env, c *app.Config, role app.Role) error {
+	serve, work := role != app.RoleWorker, role != app.RoleServe
 	logger := c.Logger(e.stderr)
-	a, err := app.New(ctx, c, logger, app.Options{})
+	a, err := app.New(ctx, c, logger, app.Options{Role: role})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	var ln net.Listener
+	if serve {
+		if ln, err = net.Listen("tcp", c.HTTPAddr); err != nil {
+			return fmt.Errorf("cannot listen on %s (RAPPORT_HTTP_ADDR): %w", c.HTTPAddr, err)
+		}
+	}
 	a.WatchRules(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -71,7 +81,7 @@ func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) er
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	if serve {
-		g.Go(func() error { return a.Serve(gctx, c.HTTPAddr, nil) })
+		g.Go(func() error { return a.ServeListener(gctx, ln) })
 	}
 	if work {
 		g.Go(func() error { return a.Work(gctx) })

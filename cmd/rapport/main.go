@@ -16,16 +16,27 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rapportsync/rapport/internal/app"
 	"github.com/rapportsync/rapport/internal/sim"
 )
 
 func main() {
+	// go-redis prints every failed dial of its pool on its own logger; a
+	// Redis that is down would stream them. The failures reach us as errors
+	// of the calls that hit them, which say what failed in context.
+	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(code)
 }
+
+// quietRedis is go-redis's logger, silenced.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // env is what a command runs with.
 type env struct {
