@@ -191,9 +191,13 @@ func (s *Store) SetCalendarStatus(ctx context.Context, id string, st plan.Calend
 
 // MarkGone marks a calendar gone (the provider answered it no longer
 // exists) and reports whether it was not gone before: the caller records
-// one dead letter, not one per sync.
+// one dead letter, not one per sync. Its push channel and cursor went with
+// the calendar: they are cleared, so a re-import opens a new channel and
+// lists the calendar afresh.
 func (s *Store) MarkGone(ctx context.Context, id, msg string) (bool, error) {
-	tag, err := s.db.Exec(ctx, `UPDATE calendars SET status = 'gone', last_error = $2 WHERE id = $1 AND status <> 'gone'`, id, Truncate(msg, 500))
+	tag, err := s.db.Exec(ctx, `UPDATE calendars SET status = 'gone', last_error = $2, cursor = NULL,
+		channel_id = NULL, channel_resource_id = NULL, channel_token_hash = NULL, channel_expires_at = NULL
+		WHERE id = $1 AND status <> 'gone'`, id, Truncate(msg, 500))
 	if err != nil {
 		return false, fmt.Errorf("mark calendar %s gone: %w", id, err)
 	}
