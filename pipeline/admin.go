@@ -170,9 +170,9 @@ func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInp
 	return Connection{ID: connID, Provider: in.Provider, Account: addr.Email, Status: string(plan.ConnActive), Calendars: ids, Setup: "queued"}, nil
 }
 
-// providerRefused turns a provider's answer to an import into the
-// caller's error: a refusal says what the provider said, an unreachable
-// provider says so.
+// providerRefused turns a provider's answer to an import, before anything
+// is stored, into the caller's error: a refusal says what the provider
+// said, an unreachable provider says so.
 func providerRefused(name string, err error) error {
 	msg := scrub(err.Error())
 	switch provider.ClassOf(err) {
@@ -181,7 +181,7 @@ func providerRefused(name string, err error) error {
 	case provider.Permanent, provider.NotFound:
 		return fmt.Errorf("%s refused the connection: %s: %w", name, msg, ErrInvalid)
 	}
-	return fmt.Errorf("could not reach %s (%s); the connection is kept and syncs once %s answers: %w", name, msg, name, ErrUnavailable)
+	return fmt.Errorf("could not reach %s (%s); nothing was stored, import again: %w", name, msg, ErrUnavailable)
 }
 
 // checkCalendarAccount refuses a calendar account other than the one a
@@ -214,9 +214,6 @@ func (p *Pipeline) addCRM(ctx context.Context, ws string, in ConnectionInput, to
 	portal, err := sink.Prepare(ctx)
 	p.countCRM(in.Provider, "portal.prepare", err)
 	if err != nil {
-		if c := provider.ClassOf(err); c == provider.Transient || c == provider.RateLimited {
-			return Connection{}, fmt.Errorf("could not reach %s (%s); nothing was stored, import again: %w", in.Provider, scrub(err.Error()), ErrUnavailable)
-		}
 		return Connection{}, providerRefused(in.Provider, err)
 	}
 	if in.ExpectAccount != "" && in.ExpectAccount != portal.ID {

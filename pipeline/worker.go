@@ -29,6 +29,7 @@ type Worker struct {
 func (p *Pipeline) NewWorker() *Worker {
 	w := &Worker{p: p}
 	mux := asynq.NewServeMux()
+	mux.Use(scrubErrors)
 	mux.HandleFunc(TaskSync, p.sync.handle)
 	mux.HandleFunc(TaskWriteBatch, p.write.handle)
 	mux.HandleFunc(TaskWrite, p.handleWriteSingle)
