@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -474,7 +475,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err err
 		return
 	}
 	id := RequestID(r.Context())
-	s.log.ErrorContext(r.Context(), op+" failed", slog.String("request_id", id), slog.String("error", err.Error()))
+	s.log.ErrorContext(r.Context(), op+" failed", slog.String("request_id", id), slog.String("error", provider.Scrub(err.Error())))
 	writeError(w, status, code, fmt.Sprintf("%s failed: internal error (request %s)", op, id))
 }
 
