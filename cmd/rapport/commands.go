@@ -35,20 +35,23 @@ func runMigrate(ctx context.Context, e *env, c *app.Config, _ any, _ []string) e
 }
 
 func runServe(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, true, false)
+	return runService(ctx, e, c, app.RoleServe)
 }
 
 func runWorker(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, false, true)
+	return runService(ctx, e, c, app.RoleWorker)
 }
 
 func runAll(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, true, true)
+	return runService(ctx, e, c, app.RoleRun)
 }
 
 // runService runs the HTTP server, the workers or both until SIGINT or
-// SIGTERM; SIGHUP reloads the rules.
-func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) error {
+// SIGTERM; SIGHUP reloads the rules. The HTTP port is bound before any
+// worker starts: a process that cannot serve (the port is taken) exits
+// without having taken a task.
+func runService(ctx context.Context, e *env, c *app.Config, role app.Role) error {
+	serve, work := role != app.RoleWorker, role != app.RoleServe
 	logger := c.Logger(e.stderr)
 	// Listen first: a port in use is told at once, before connecting to
 	// anything.
@@ -60,7 +63,7 @@ func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) er
 		}
 		defer ln.Close()
 	}
-	a, err := app.New(ctx, c, logger, app.Options{})
+	a, err := app.New(ctx, c, logger, app.Options{Role: role})
 	if err != nil {
 		return err
 	}

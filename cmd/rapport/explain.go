@@ -112,7 +112,7 @@ func poolHint(cfg *app.Config) string {
 	if cfg == nil || strings.Contains(cfg.DatabaseURL, "pool_max_conns") || cfg.Concurrency == nil {
 		return ""
 	}
-	return fmt.Sprintf(" (this process opens up to %d)", app.PoolSize(cfg.Concurrency, nil))
+	return fmt.Sprintf(" (this process opens up to %d)", app.PoolSize(app.RoleRun, cfg.Concurrency, nil))
 }
 
 func redisURL(cfg *app.Config, getenv func(string) string) string {

@@ -23,9 +23,9 @@ import (
 )
 
 func main() {
-	// go-redis prints its own lines ("connection pool: failed to dial…")
-	// on stderr before the error reaches us; the error says it once, in
-	// words (see explain).
+	// go-redis prints every failed dial of its pool on its own logger; a
+	// Redis that is down would stream them. The failures reach us as errors
+	// of the calls that hit them, which say what failed in context.
 	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)

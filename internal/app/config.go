@@ -243,7 +243,12 @@ func (c *Config) validate() []error {
 		}
 		c.Keys = keys
 	}
-	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+	switch {
+	case c.AdminToken != strings.TrimSpace(c.AdminToken):
+		// A token read from a file often ends in a newline; the bearer
+		// credential a client sends never does, so it would never match.
+		bad("RAPPORT_ADMIN_TOKEN", "has leading or trailing whitespace (a newline from a file?), which no request can send: remove it")
+	case c.AdminToken != "" && len(c.AdminToken) < 16:
 		bad("RAPPORT_ADMIN_TOKEN", "too short: use at least 16 characters")
 	}
 	if c.RulesDir != "" {

@@ -111,6 +111,14 @@ func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait {
+		release, ok := s.tryReconcileSlot()
+		if !ok {
+			w.Header().Set("Retry-After", syncReconcileRetry)
+			writeError(w, http.StatusTooManyRequests, "too_many_requests",
+				"as many reconciliations as allowed are running with wait=true; try again later, or start one without wait and poll its report")
+			return
+		}
+		defer release()
 		rep, err := s.svc.RunReconcile(r.Context(), req)
 		if err != nil {
 			s.fail(w, r, "reconcile", err)

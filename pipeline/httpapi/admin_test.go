@@ -401,7 +401,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	e.svc.mu.Lock()
 	e.svc.readyErr = errorString("migrations are pending: run rapport migrate")
 	e.svc.mu.Unlock()
-	w := e.do("GET", "/readyz", "")
+	w := e.admin("GET", "/readyz", "") // the reason is for the admin only (TestReadyzQuiet)
 	checkError(t, w.Code, w.Body.String(), 503, "not_ready")
 	if !strings.Contains(w.Body.String(), "migrations are pending") {
 		t.Errorf("readyz does not say why: %s", w.Body)

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	scrub "github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -299,7 +300,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		account, err := op.Account(ctx, tok)
 		if err != nil {
 			s.log.ErrorContext(ctx, "token response names no account", slog.String("request_id", RequestID(ctx)),
-				slog.String("workspace_id", st.Workspace), slog.String("provider", provider), slog.String("error", err.Error()))
+				slog.String("workspace_id", st.Workspace), slog.String("provider", provider), slog.String("error", scrub.Scrub(err.Error())))
 			writeError(w, http.StatusBadGateway, "no_account", fmt.Sprintf("%s did not say which account signed in", op.Title))
 			return
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -103,6 +104,9 @@ type Config struct {
 	// workspaces, the meeting search, the rules). Nil: those pages answer
 	// 503; the others work.
 	Console Console
+	// MaxSyncReconciles bounds the reconciliations run synchronously
+	// (POST /admin/reconcile?wait=true) at once; more answer 429 (2).
+	MaxSyncReconciles int
 }
 
 func (c *Config) withDefaults() {
@@ -120,6 +124,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.MaxSyncReconciles <= 0 {
+		c.MaxSyncReconciles = 2
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 }
@@ -152,6 +159,8 @@ type Server struct {
 	// buckets; pages its templates.
 	sessions *sessions
 	pages    map[string]*template.Template
+	// reconcileSlots holds a token per running synchronous reconciliation.
+	reconcileSlots chan struct{}
 }
 
 // New returns the HTTP handler of `rapport serve`. The handler is a *Server;
@@ -161,7 +170,8 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, clock: cfg.Clock, sessions: newSessions(), pages: consolePages()}
+	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, clock: cfg.Clock, sessions: newSessions(), pages: consolePages(),
+		reconcileSlots: make(chan struct{}, cfg.MaxSyncReconciles)}
 	if len(s.cfg.StateKey) == 0 {
 		s.cfg.StateKey = make([]byte, 32)
 		if _, err := rand.Read(s.cfg.StateKey); err != nil {
@@ -243,7 +253,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", root)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	return s.observe(jsonErrors(mux))
+	return s.observe(cleanInput(jsonErrors(mux)))
 }
 
 func (s *Server) queuesUI() http.Handler {
@@ -278,7 +288,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.svc.Ready(ctx); err != nil {
 		s.log.WarnContext(ctx, "not ready", slog.String("request_id", RequestID(ctx)), slog.String("error", err.Error()))
-		writeError(w, http.StatusServiceUnavailable, "not_ready", "not ready: "+err.Error())
+		// What failed (user, database, host) is for the admin only.
+		msg := "not ready"
+		if s.isAdmin(r) {
+			msg += ": " + err.Error()
+		}
+		writeError(w, http.StatusServiceUnavailable, "not_ready", msg)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -479,7 +494,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err err
 		return
 	}
 	id := RequestID(r.Context())
-	s.log.ErrorContext(r.Context(), op+" failed", slog.String("request_id", id), slog.String("error", err.Error()))
+	s.log.ErrorContext(r.Context(), op+" failed", slog.String("request_id", id), slog.String("error", provider.Scrub(err.Error())))
 	writeError(w, status, code, fmt.Sprintf("%s failed: internal error (request %s)", op, id))
 }
 
@@ -497,7 +512,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, fmt.Errorf("%w: limit %d bytes", errTooLarge, s.cfg.MaxBodyBytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadBody, err)
+		// The read error names the sockets (read tcp a->b: i/o timeout):
+		// not for the caller.
+		return nil, fmt.Errorf("%w: the body could not be read", errBadBody)
 	}
 	return b, nil
 }
@@ -520,7 +537,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: data after the JSON value", errBadBody)
 	}
-	return nil
+	return checkText(body, v)
 }
 
 // bodyError answers a readBody or decode error.
