@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -250,6 +251,11 @@ func (h *harness) eventually(what string, cond func() bool) {
 // settle waits until the queues are empty and no meeting is pending.
 func (h *harness) settle() {
 	h.t.Helper()
+	defer func() {
+		if h.t.Failed() {
+			h.dumpQueues()
+		}
+	}()
 	h.eventually("queues drained", func() bool {
 		for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink, pipeline.QueueMaintenance} {
 			n, err := h.queueSize(q)
@@ -334,4 +340,18 @@ func (h *harness) calendly() calendar.Provider {
 		h.t.Fatal(err)
 	}
 	return p
+}
+
+// dumpQueues logs what is left in the queues, to tell why a test did not
+// settle.
+func (h *harness) dumpQueues() {
+	insp := pipelineInspector(h.rdb)
+	for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink, pipeline.QueueMaintenance} {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListActiveTasks, insp.ListScheduledTasks, insp.ListRetryTasks} {
+			ts, _ := list(q)
+			for _, ti := range ts {
+				h.t.Logf("left in %s: %s %s (%s) retried %d, last error %q, next at %v", q, ti.Type, ti.ID, ti.State, ti.Retried, ti.LastErr, ti.NextProcessAt)
+			}
+		}
+	}
 }

@@ -61,12 +61,13 @@ func (m faultMode) String() string {
 // header, the start of the body — in the provider's error format, the
 // worst a provider may send back.
 type faultTransport struct {
-	mode    atomic.Int32
-	status  int // the 4xx of status4
-	format  func(status int, msg string) string
-	mu      sync.Mutex
-	hits    []string // paths of the faulted requests
-	secrets []string // secrets the faulted requests carried in their bodies
+	mode     atomic.Int32
+	onlyOpen atomic.Bool // fault only the opening of channels (watch, subscriptions)
+	status   int         // the 4xx of status4
+	format   func(status int, msg string) string
+	mu       sync.Mutex
+	hits     []string // paths of the faulted requests
+	secrets  []string // secrets the faulted requests carried in their bodies
 }
 
 func (f *faultTransport) set(m faultMode) { f.mode.Store(int32(m)) }
@@ -79,7 +80,7 @@ func (f *faultTransport) faulted() []string {
 
 func (f *faultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	m := faultMode(f.mode.Load())
-	if m == pass {
+	if m == pass || f.onlyOpen.Load() && !opensChannel(r.URL.Path) {
 		return http.DefaultTransport.RoundTrip(r)
 	}
 	f.mu.Lock()
@@ -111,6 +112,11 @@ func (f *faultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	msg := fmt.Sprintf("request %s %s failed; Authorization: %s; body %s", r.Method, r.URL.String(), r.Header.Get("Authorization"), body)
 	return &http.Response{StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(f.format(code, msg))), Request: r}, nil
+}
+
+// opensChannel tells the requests that open a push channel.
+func opensChannel(path string) bool {
+	return strings.HasSuffix(path, "/watch") || strings.HasSuffix(path, "/subscriptions")
 }
 
 func jsonString(s string) string {
@@ -477,23 +483,31 @@ func TestErrorsCarryNoAddressesOrTokens(t *testing.T) {
 			})
 			queued = append(queued, queueErrors(t, e)...) // what the queue UI shows while it retries
 			if name != "calendly" {
-				// An import opens the channels in the background
-				// (connection:setup): one is missing, so it calls.
+				// An import asks the provider once before it stores
+				// anything: the admin API answers what it said.
+				if code := connect(name); code < 400 {
+					t.Errorf("%s import while it fails (%v): %d, want the provider's refusal", name, mode, code)
+				}
+				// The probe passes and the channels fail: the import is
+				// stored and opens them in the background
+				// (connection:setup), which calls and fails.
 				if _, err := e.pool.Exec(e.ctx, `UPDATE calendars SET channel_id = NULL, channel_token_hash = NULL, channel_expires_at = NULL WHERE id = $1`, cal); err != nil {
 					t.Fatal(err)
 				}
+				f.onlyOpen.Store(true)
 				hits := len(f.faulted())
 				if code := connect(name); code != http.StatusCreated {
-					t.Errorf("%s import while it fails (%v): %d, want 201 (set up in the background)", name, mode, code)
+					t.Errorf("%s import while its channels fail (%v): %d, want 201 (set up in the background)", name, mode, code)
 				}
 				e.eventually(fmt.Sprintf("%s setup failed (%v)", name, mode), func() bool {
 					for _, p := range f.faulted()[hits:] {
-						if strings.HasSuffix(p, "/watch") || strings.HasSuffix(p, "/subscriptions") {
+						if opensChannel(p) {
 							return true
 						}
 					}
 					return false
 				})
+				f.onlyOpen.Store(false)
 				queued = append(queued, queueErrors(t, e)...)
 			}
 			if name == "calendly" {

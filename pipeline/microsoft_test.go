@@ -299,11 +299,17 @@ func TestMicrosoftDeltaExpiredAndThrottled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.graph.Throttle(4, time.Second)
 	h.startWorker()
 	h.connectHubSpot()
+	h.stopWorker()
+	// The import's probe passes; the backfill that follows is throttled.
 	h.connectMicrosoft(msUser, tok)
+	h.graph.Throttle(4, time.Second)
+	h.startWorker()
 	h.settle()
+	if left := h.graph.StormLeft(); left != 0 {
+		t.Fatalf("%d of 4 throttled answers never asked for: the backfill was not throttled", left)
+	}
 	if n := len(h.byTitle("Acme call")); n != 5 {
 		t.Fatalf("%d meetings after a throttled backfill, want 5", n)
 	}

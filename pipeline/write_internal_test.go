@@ -27,6 +27,9 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 	if err := pool.QueryRow(ctx, `INSERT INTO workspaces (name, internal_domains) VALUES ('W', '{w.test}') RETURNING id`).Scan(&ws); err != nil {
 		t.Fatal(err)
 	}
+	// The database is the package's: leave no connection the next tests'
+	// schedules would try to use.
+	t.Cleanup(func() { pool.Exec(context.Background(), `DELETE FROM workspaces WHERE id = $1`, ws) })
 	if err := pool.QueryRow(ctx, `INSERT INTO connections (workspace_id, provider, account, token_key_id, token_ciphertext) VALUES ($1, 'hubspot', '1', 'k', '\x00') RETURNING id`, ws).Scan(&conn); err != nil {
 		t.Fatal(err)
 	}

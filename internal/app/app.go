@@ -303,23 +303,19 @@ func PoolSize(role Role, conc map[string]int, tweak func(*pipeline.Config)) int3
 // the pool's own). Starting anyway would fail later, under load, with
 // "too many clients" in some other process.
 func checkPoolFits(ctx context.Context, pool *pgxpool.Pool, setting string) error {
-	var maxConns, reserved, inUse int
-	var super bool
-	err := pool.QueryRow(ctx, `SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,
-		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int,
-		(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`).Scan(&maxConns, &reserved, &inUse, &super)
+	c, err := ledger.New(pool).Capacity(ctx)
 	if err != nil {
 		return fmt.Errorf("read PostgreSQL's max_connections: %w", err)
 	}
-	free := maxConns - inUse
-	if !super {
-		free -= reserved
+	free := c.MaxConnections - c.InUse
+	if !c.Superuser {
+		free -= c.Reserved
 	}
 	// Our own connection is one of the pool's.
 	free++
 	if need := int(pool.Config().MaxConns); need > free {
 		return fmt.Errorf("this process's database pool may open %d connections but PostgreSQL has %d free (max_connections %d, %d in use): lower %s, or raise max_connections",
-			need, max(free, 0), maxConns, inUse, setting)
+			need, max(free, 0), c.MaxConnections, c.InUse, setting)
 	}
 	return nil
 }

@@ -170,7 +170,8 @@ func TestConfigurationDocNamesEveryVariable(t *testing.T) {
 // is one Rapport (or its tests) reads.
 func TestDocsNameRealVariables(t *testing.T) {
 	known := variables()
-	for _, v := range []string{"RAPPORT_TEST_ALLOW_SKIP", "RAPPORT_SKIP_SERVICES"} {
+	// Settings of the tests themselves.
+	for _, v := range []string{"RAPPORT_TEST_ALLOW_SKIP", "RAPPORT_SKIP_SERVICES", "RAPPORT_TEST_ARTIFACTS", "RAPPORT_CHROMIUM", "RAPPORT_TEST_LOG", "RAPPORT_PROBE_BINARY"} {
 		known[v] = true
 	}
 	re := regexp.MustCompile(`RAPPORT_[A-Z][A-Z_]*[A-Z]`)

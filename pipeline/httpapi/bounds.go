@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -24,6 +25,12 @@ func cleanInput(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.URL.Path) > maxPathBytes || !cleanParam(r.URL.Path) {
 			writeError(w, http.StatusBadRequest, "invalid", "the request path must be printable UTF-8 text")
+			return
+		}
+		// The console's forms check their own fields and answer next to
+		// the field; everything else is refused here.
+		if strings.HasPrefix(r.URL.Path, consoleRoot) {
+			next.ServeHTTP(w, r)
 			return
 		}
 		// Pairs Query cannot parse are dropped here as in every handler.

@@ -120,3 +120,21 @@ func isInvalidText(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "22P02" || pe.Code == "22021")
 }
+
+// Capacity is how many connections the database server allows and has in
+// use.
+type Capacity struct {
+	MaxConnections, Reserved, InUse int
+	// Superuser: this role may use the reserved connections.
+	Superuser bool
+}
+
+// Capacity reads the server's connection limits and the client
+// connections open now, other than this one.
+func (s *Store) Capacity(ctx context.Context) (Capacity, error) {
+	var c Capacity
+	err := s.db.QueryRow(ctx, `SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,
+		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int,
+		(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`).Scan(&c.MaxConnections, &c.Reserved, &c.InUse, &c.Superuser)
+	return c, err
+}

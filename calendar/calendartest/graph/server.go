@@ -150,6 +150,14 @@ func (s *Server) Throttle(n int, retryAfter time.Duration) {
 	s.mu.Unlock()
 }
 
+// StormLeft returns how many requests of the current storm are still to
+// be throttled.
+func (s *Server) StormLeft() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storm
+}
+
 // Hold makes API requests wait, once counted and past the concurrency
 // check, until the returned release func is called: a test can see how many
 // are in flight at once (InFlight, MaxInFlight).
