@@ -38,6 +38,7 @@ func (p *Pipeline) NewWorker() *Worker {
 	mux.HandleFunc(TaskReconcile, p.rec.handle)
 	mux.HandleFunc(TaskRefresh, p.handleRefresh)
 	mux.HandleFunc(TaskSchedule, p.handleSchedule)
+	mux.Use(forgetCrashed)
 	logger := &asynqLogger{p.log}
 	for _, q := range []string{QueueSync, QueueCRM, QueueLink, QueueMaintenance} {
 		cfg := asynq.Config{
@@ -137,12 +138,14 @@ func (p *Pipeline) schedules() []schedule {
 		{"renew", p.cfg.RenewEvery},
 		{"reconcile", p.cfg.ReconcileEvery},
 		{"refresh", 30 * time.Second}, // inside the vault's 60–180 s window
+		{"sweep", p.cfg.SweepEvery},
 	}
 }
 
 // runSchedules ticks in every worker; a schedule's task id is its name plus
-// its period's bucket, kept for the whole period (Retention), so N workers
-// produce one run per period, not N.
+// its period's bucket, kept for the whole period (Retention, which Asynq
+// counts in whole seconds: one more second keeps a sub-second period's), so
+// N workers produce one run per period, not N.
 func (p *Pipeline) runSchedules(ctx context.Context) {
 	every := 10 * time.Second
 	for _, s := range p.schedules() {
@@ -167,7 +170,7 @@ func (p *Pipeline) scheduleTick(ctx context.Context) {
 	for _, s := range p.schedules() {
 		id := "sched:" + s.name + ":" + bucket(now, s.every)
 		err := p.enqueue(ctx, TaskSchedule, map[string]string{"name": s.name}, asynq.Queue(QueueMaintenance),
-			asynq.TaskID(id), asynq.Retention(s.every), asynq.MaxRetry(2))
+			asynq.TaskID(id), asynq.Retention(s.every+time.Second), asynq.MaxRetry(2))
 		if err != nil && ctx.Err() == nil {
 			p.log.WarnContext(ctx, "enqueue schedule", slog.String("schedule", s.name), slog.Any("error", err))
 		}
@@ -214,6 +217,9 @@ func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
 		}
 	case "refresh":
 		return p.enqueue(ctx, TaskRefresh, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("refresh:"+bucket(p.now(), time.Minute)))
+	case "sweep":
+		_, err := p.sweep(ctx)
+		return err
 	}
 	return nil
 }
@@ -250,9 +256,13 @@ func refOf(t *asynq.Task) map[string]any {
 			}
 			ref["meeting_keys"] = keys
 		}
-	case TaskWriteBatch:
-		var raws []json.RawMessage
-		if json.Unmarshal(t.Payload(), &raws) == nil {
+	case TaskWrite, TaskWriteBatch:
+		// The ids of sealed writes are in the clear.
+		raws := []json.RawMessage{t.Payload()}
+		if t.Type() == TaskWriteBatch && json.Unmarshal(t.Payload(), &raws) != nil {
+			raws = nil
+		}
+		{
 			var keys []string
 			for _, r := range raws {
 				var w writePayload

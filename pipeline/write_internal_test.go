@@ -32,7 +32,7 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 	}
 	key := strings.Repeat("a1", 32)
 	batch := func(decided time.Time) *asynq.Task {
-		w, _ := json.Marshal(writePayload{WorkspaceID: ws, ConnectionID: conn, Key: key, Hash: "h1", DecidedAt: decided})
+		w, _ := p.sealWrite(writePayload{WorkspaceID: ws, ConnectionID: conn, Key: key, Hash: "h1", DecidedAt: decided})
 		b, _ := json.Marshal([]json.RawMessage{w})
 		return asynq.NewTask(TaskWriteBatch, b)
 	}
