@@ -29,19 +29,22 @@ import (
 // written or its create in flight, a write-back finds its copy linked.
 //
 // A queue with a backlog (a backfill in progress) is not second-guessed:
-// work it holds waits ten grace periods before the sweep re-reads it from
-// the calendar, so that a long backfill is not re-read while it runs.
+// syncs and CRM writes wait ten grace periods before the sweep re-reads
+// them from the calendar, so that a long backfill is not re-read while it
+// runs (a task of a process that died comes back by Asynq's recoverer
+// meanwhile, within two minutes).
 
 const (
-	// Bounds of one sweep; the next one takes the rest.
-	sweepMeetings  = 2000
-	sweepLinks     = 5000
-	sweepCalendars = 1000
+	// Bounds of one sweep (ids only); the next one takes the rest. Large
+	// enough that one sweep sees everything a lost Redis left pending.
+	sweepMeetings  = 50_000
+	sweepLinks     = 50_000
+	sweepCalendars = 10_000
 	// fetchChunk is how many events one re-read fetches by id; past
-	// fetchMax on one calendar, the calendar is listed in full instead (one
-	// call per page instead of one per event).
+	// fetchMax on one calendar, the calendar is listed in full instead: a
+	// fetch costs a call per event, a listing a call per 2,500.
 	fetchChunk = 100
-	fetchMax   = 300
+	fetchMax   = 20
 	// linkHorizon: copies of meetings written longer ago than this are
 	// linked by the next sync that sees them, or the periodic
 	// reconciliation's full listing.
@@ -90,7 +93,9 @@ func (c *core) sweep(ctx context.Context) (SweepReport, error) {
 	if err := c.sweepMeetings(ctx, now.Add(-wait(QueueSync, QueueCRM)), bk, &r); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.sweepLinks(ctx, now.Add(-linkHorizon), now.Add(-wait(QueueLink)), bk, &r); err != nil {
+	// Write-backs need no gate: one queued twice finds its copies linked
+	// (one write-back task per calendar runs at a time).
+	if err := c.sweepLinks(ctx, now.Add(-linkHorizon), now.Add(-grace), bk, &r); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.sweepMaintenance(ctx, now, &r); err != nil {
@@ -135,7 +140,7 @@ func (c *core) sweepCalendars(ctx context.Context, grace time.Duration, bk strin
 		return err
 	}
 	for _, cal := range cals {
-		pl := syncPayload{CalendarID: cal.ID, Dirty: cal.Dirty, Full: cal.NeverSynced}
+		pl := syncPayload{CalendarID: cal.ID, Dirty: cal.Dirty, Full: cal.NeverSynced, Sweep: true}
 		if err := c.enqueue(ctx, TaskSync, pl, asynq.Queue(QueueSync), asynq.TaskID("sweep:sync:"+cal.ID+":"+bk),
 			asynq.MaxRetry(10), asynq.Timeout(30*time.Minute)); err != nil {
 			return err
@@ -182,7 +187,7 @@ func (c *core) sweepMeetings(ctx context.Context, before time.Time, bk string, r
 	}
 	for calID, ids := range byCal {
 		if len(ids) > fetchMax {
-			pl := syncPayload{CalendarID: calID, Full: true}
+			pl := syncPayload{CalendarID: calID, Full: true, Sweep: true}
 			if err := c.enqueue(ctx, TaskSync, pl, asynq.Queue(QueueSync), asynq.TaskID("sweep:full:"+calID+":"+bk),
 				asynq.MaxRetry(10), asynq.Timeout(30*time.Minute)); err != nil {
 				return err
@@ -253,6 +258,26 @@ func (c *core) sweepMaintenance(ctx context.Context, now time.Time, r *SweepRepo
 		r.Refreshes = len(toks)
 	}
 	return nil
+}
+
+// sweptKey marks the context of a task the sweep queued again.
+type sweptKey struct{}
+
+// withSwept marks ctx as the sweep's re-run of work, in the sweep's time
+// bucket: the tasks it queues in turn get ids of their own. The work they
+// redo may still be held by a task of a process that died, which keeps its
+// id until Asynq's recoverer notices (a minute or two); the same id would
+// make the re-queue a no-op for that long.
+func withSwept(ctx context.Context, bk string) context.Context {
+	return context.WithValue(ctx, sweptKey{}, bk)
+}
+
+// sweptSuffix is the suffix of task ids queued under withSwept.
+func sweptSuffix(ctx context.Context) string {
+	if bk, _ := ctx.Value(sweptKey{}).(string); bk != "" {
+		return ":s" + bk
+	}
+	return ""
 }
 
 // Sweep runs one sweep now (the schedule runs it every SweepEvery).

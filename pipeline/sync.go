@@ -67,6 +67,9 @@ func (s *syncer) handle(ctx context.Context, t *asynq.Task) (err error) {
 	}
 	defer func() { l.releaseUnlessCrashed(ctx, err) }()
 	ctx = withLease(ctx, l)
+	if pl.Sweep {
+		ctx = withSwept(ctx, bucket(s.now(), s.cfg.SweepGrace))
+	}
 	full := pl.Full
 	if len(pl.EventIDs) > 0 {
 		err := s.fetch(ctx, cal, pl.EventIDs, pl.SeenAt)

@@ -47,8 +47,10 @@ type syncPayload struct {
 	// names them, a write whose content was lost): fetched and decided,
 	// without touching the calendar's cursor.
 	EventIDs []string `json:"event_ids,omitempty"`
-	// Sweep marks the sweep's re-read of events whose write was lost: a
-	// provider that cannot fetch them by id is listed in full instead.
+	// Sweep marks a sync the sweep queued again (or a re-read of events
+	// whose write was lost): the tasks it queues get ids of their own (see
+	// withSwept), and a provider that cannot fetch events by id is listed
+	// in full instead.
 	Sweep bool `json:"sweep,omitempty"`
 }
 
@@ -146,7 +148,7 @@ func (c *core) enqueueWrite(ctx context.Context, w writePayload) error {
 	if err != nil {
 		return err
 	}
-	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(c.now(), time.Hour)
+	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(c.now(), time.Hour) + sweptSuffix(ctx)
 	return c.enqueue(ctx, TaskWrite, json.RawMessage(raw), asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
 }
 
@@ -165,7 +167,7 @@ func (c *core) enqueueLinksAs(ctx context.Context, calID string, links []ledger.
 		for _, l := range links[:n] {
 			h.Write([]byte(l.EventID + "\x00" + l.CRMID + "\x00"))
 		}
-		id := "link:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:32] + suffix
+		id := "link:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:32] + suffix + sweptSuffix(ctx)
 		if err := c.enqueue(ctx, TaskLink, linkPayload{CalendarID: calID, Links: links[:n]}, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10)); err != nil {
 			return err
 		}
@@ -191,7 +193,7 @@ func (c *core) enqueueBatch(ctx context.Context, ws []writePayload) error {
 		raws[i] = b
 		h.Write([]byte(w.Key + w.Hash))
 	}
-	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(c.now(), time.Hour)
+	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(c.now(), time.Hour) + sweptSuffix(ctx)
 	return c.enqueue(ctx, TaskWriteBatch, raws, asynq.Queue(QueueCRM), asynq.TaskID(id), asynq.MaxRetry(20), asynq.Timeout(10*time.Minute))
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -95,9 +96,18 @@ func (w *Worker) Shutdown() {
 	for _, s := range w.servers {
 		s.Stop()
 	}
+	// In parallel: each server waits up to its shutdown timeout for its
+	// running tasks, then hands them back to the queue; one after the
+	// other they could take four times that.
+	var wg sync.WaitGroup
 	for _, s := range w.servers {
-		s.Shutdown()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Shutdown()
+		}()
 	}
+	wg.Wait()
 }
 
 // taskFailed writes a dead letter when a task has used its last retry.

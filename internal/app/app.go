@@ -127,6 +127,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	pc := pipeline.Config{
 		Pool: a.Pool, Redis: a.Redis, Vault: a.Vault, Rules: a.Rules.Get, Limiter: ratelimit.NewRedis(a.Redis),
 		PublicURL: cfg.PublicURL, Backfill: cfg.Backfill, Lookahead: cfg.Lookahead,
+		SyncEvery: cfg.SyncEvery, SweepEvery: cfg.SweepEvery, SweepGrace: cfg.SweepGrace, SearchLag: cfg.CRMSearchLag,
 		Logger: logger, Metrics: a.Metrics, Concurrency: cfg.Concurrency,
 		Providers: pipeline.NewRegistry(prov.calendars, prov.crms),
 	}

@@ -158,7 +158,11 @@ func (t *Tx) RecordDecisions(ctx context.Context, ds []Decision, now time.Time) 
 		b.Queue(`UPDATE meetings SET state = $2, action = $3,
 				rule = CASE WHEN $4 THEN $5 ELSE rule END, rules_version = $6,
 				trace = CASE WHEN $4 THEN $7::jsonb ELSE trace END,
-				desired_hash = nullif($8, ''), starts_at = coalesce($9, starts_at), decided_at = $10, updated_at = $10
+				desired_hash = nullif($8, ''), starts_at = coalesce($9, starts_at), decided_at = $10,
+				-- A decision that changes nothing (a re-read) does not move the
+				-- row: a create of unknown outcome keeps its search lag, the
+				-- sweep its grace.
+				updated_at = CASE WHEN state = $2 AND desired_hash IS NOT DISTINCT FROM nullif($8, '') THEN updated_at ELSE $10 END
 			WHERE id = $1`,
 			d.MeetingID, m.State, m.Action, d.RecordDecision, m.Rule, d.RulesVersion, trace, m.DesiredHash, d.StartsAt, now)
 	}

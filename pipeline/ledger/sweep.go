@@ -204,3 +204,32 @@ func (s *Store) RecordAttemptError(ctx context.Context, ids []int64, reason stri
 	}
 	return nil
 }
+
+// Owed counts what a workspace still owes, whatever the queue holds: CRM
+// writes (to create, of unknown outcome, to update or cancel), live copies
+// of logged meetings without their CRM id, calendars with notifications no
+// finished sync covered or never synced, and meetings parked as failed.
+type Owed struct {
+	Writes, Links, Calendars, Failed int
+}
+
+// Zero reports whether nothing is owed.
+func (o Owed) Zero() bool { return o == Owed{} }
+
+// Owed reads what a workspace owes.
+func (s *Store) Owed(ctx context.Context, ws string) (Owed, error) {
+	var o Owed
+	err := s.db.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM meetings WHERE workspace_id::text = $1
+			AND (state IN ('pending', 'creating') OR (state IN ('logged', 'cancelled') AND desired_hash IS DISTINCT FROM owned_hash))),
+		(SELECT count(*) FROM meeting_copies c JOIN meetings m ON m.id = c.meeting_id WHERE m.workspace_id::text = $1
+			AND m.state = 'logged' AND c.status <> 'cancelled' AND c.linked_crm_id IS DISTINCT FROM m.crm_meeting_id),
+		(SELECT count(*) FROM calendars WHERE workspace_id::text = $1 AND status NOT IN ('paused', 'gone')
+			AND (dirty > synced_dirty OR last_synced_at IS NULL)),
+		(SELECT count(*) FROM meetings WHERE workspace_id::text = $1 AND state = 'failed')`, ws).
+		Scan(&o.Writes, &o.Links, &o.Calendars, &o.Failed)
+	if err != nil {
+		return o, fmt.Errorf("count owed work: %w", err)
+	}
+	return o, nil
+}

@@ -9,7 +9,7 @@ import (
 // exhausted instead of sent, whatever it would have been; a create in
 // flight elsewhere still waits (its attempt is that batch's); a parked
 // create of unknown outcome that was decided again is searched for, not
-// sent blind.
+// sent blind; a write queued before its meeting was parked is dropped.
 func TestTriageBudget(t *testing.T) {
 	now := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
 	earlier := now.Add(-time.Hour)
@@ -21,9 +21,10 @@ func TestTriageBudget(t *testing.T) {
 		"fresh":    {Key: "fresh", State: Pending, DesiredHash: "h", Attempts: 2, UpdatedAt: earlier},
 		"current":  {Key: "current", State: Logged, CRMID: "2", OwnedHash: "h", DesiredHash: "h", Attempts: 9, UpdatedAt: earlier},
 		"reparked": {Key: "reparked", State: Pending, AttemptID: "a3", DesiredHash: "h", Attempts: 0, UpdatedAt: earlier},
+		"parked":   {Key: "parked", State: Failed, DesiredHash: "h", Attempts: 3, UpdatedAt: earlier},
 	}
 	var writes []Write
-	for _, k := range []string{"create", "current", "fresh", "inflight", "recover", "reparked", "update"} {
+	for _, k := range []string{"create", "current", "fresh", "inflight", "parked", "recover", "reparked", "update"} {
 		writes = append(writes, Write{Key: k, Hash: "h", DecidedAt: earlier})
 	}
 	tr := TriageWrites(TriageInput{Writes: writes, Rows: rows, InFlight: map[string]bool{"a2": true}, Now: now,

@@ -81,8 +81,10 @@ func TriageWrites(in TriageInput) Triage {
 		}
 		var into *[]Op
 		switch {
-		case row.DesiredHash != w.Hash, row.State == DeletedInCRM:
-			// Superseded by a newer decision, or deleted by a person.
+		case row.DesiredHash != w.Hash, row.State == DeletedInCRM, row.State == Failed:
+			// Superseded by a newer decision, deleted by a person, or
+			// parked since it was queued (a new decision or the dead
+			// letter's retry re-drives it).
 		case row.CRMID == "" && w.Desired.Cancel:
 		case row.CRMID == "" && (row.State == Creating || row.AttemptID != ""):
 			// A create was sent and its outcome never recorded (a parked
