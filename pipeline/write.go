@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/redisconn"
 	"github.com/rapportsync/rapport/pipeline/ledger"
 	"github.com/rapportsync/rapport/pipeline/plan"
 )
@@ -372,7 +373,9 @@ func (b *writeBatch) contacts(ctx context.Context, ops []plan.Op) (map[string]st
 	for i, e := range emails {
 		keys[i] = b.contactKey(e)
 	}
-	vals, err := b.rdb.MGet(ctx, keys...).Result()
+	// One key per address: on a Redis Cluster they lie in different slots,
+	// where a plain MGET is refused (CROSSSLOT).
+	vals, err := redisconn.MGet(ctx, b.rdb, keys...)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read contact cache: %w", err)
 	}

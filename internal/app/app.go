@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +28,7 @@ import (
 	"github.com/rapportsync/rapport/crm/hubspot"
 	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/internal/ratelimit"
+	"github.com/rapportsync/rapport/internal/redisconn"
 	"github.com/rapportsync/rapport/pipeline"
 	"github.com/rapportsync/rapport/pipeline/credentials"
 	"github.com/rapportsync/rapport/pipeline/httpapi"
@@ -77,19 +77,23 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	if a.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	ropts, err := redis.ParseURL(cfg.RedisURL)
+	// One client for every Redis use — Asynq's client, servers and
+	// inspector, the rate limiters, the leases, the caches — of the
+	// topology the URL names: one server, Sentinel or Cluster.
+	rconf, err := redisconn.Parse(cfg.RedisURL)
 	if err != nil {
 		a.Close()
-		return nil, fmt.Errorf("redis url: %w", err)
+		return nil, err
 	}
-	a.Redis = redis.NewClient(ropts)
+	redisconn.SetLogger(logger)
+	a.Redis = rconf.Client()
 	if err := a.Pool.Ping(ctx); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	if err := a.Redis.Ping(ctx).Err(); err != nil {
+	if err := redisconn.Ping(ctx, a.Redis); err != nil {
 		a.Close()
-		return nil, fmt.Errorf("connect to Redis: %w", err)
+		return nil, err
 	}
 
 	set := rules.Default()
@@ -147,7 +151,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		Service: a.Pipeline, AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL,
 		OAuth: prov.oauth, StateKey: stateKey[:],
 		Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
-		RedisConnOpt: redisConnOpt(ropts), Logger: logger,
+		RedisConnOpt: rconf.AsynqConnOpt(), Logger: logger,
 	})
 	if err != nil {
 		a.Close()
@@ -241,10 +245,6 @@ func PoolSize(conc map[string]int, tweak func(*pipeline.Config)) int32 {
 	}
 	// PostgreSQL's default max_connections is 100: stay well under it.
 	return int32(min(n, 60))
-}
-
-func redisConnOpt(o *redis.Options) asynq.RedisConnOpt {
-	return asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 }
 
 // Close releases the connections.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rapportsync/rapport/internal/redisconn"
 	"github.com/rapportsync/rapport/pipeline/credentials"
 )
 
@@ -200,7 +201,9 @@ func (c *Config) validate() []error {
 		bad(env, "%q: scheme must be %s", val, strings.Join(schemes, " or "))
 	}
 	checkURL("RAPPORT_DATABASE_URL", c.DatabaseURL, "postgres", "postgresql")
-	checkURL("RAPPORT_REDIS_URL", c.RedisURL, "redis", "rediss")
+	if _, err := redisconn.Parse(c.RedisURL); err != nil {
+		bad("RAPPORT_REDIS_URL", "%s", strings.TrimPrefix(err.Error(), "redis url: "))
+	}
 	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("RAPPORT_HTTP_ADDR", "%q is not host:port", c.HTTPAddr)
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
