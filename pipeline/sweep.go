@@ -164,6 +164,7 @@ func (c *core) sweepMeetings(ctx context.Context, before time.Time, bk string, r
 	conns := map[string]string{}
 	var cancels []writePayload
 	byCal := map[string][]string{}
+	unreadable := 0
 	for _, m := range ms {
 		if m.DesiredHash == cancelHash && m.CRMID != "" {
 			conn, ok := conns[m.WorkspaceID]
@@ -179,11 +180,14 @@ func (c *core) sweepMeetings(ctx context.Context, before time.Time, bk string, r
 			continue
 		}
 		if m.CalendarID == "" {
-			c.log.WarnContext(ctx, "meeting owed a write has no copy to re-read (its calendars are paused, gone or need re-authorisation)",
-				slog.String("meeting_key", m.Key), slog.String("state", m.State))
+			unreadable++ // its calendars are paused, gone or need re-authorisation
 			continue
 		}
 		byCal[m.CalendarID] = append(byCal[m.CalendarID], m.EventID)
+	}
+	if unreadable > 0 {
+		c.log.InfoContext(ctx, "meetings owed a write have no copy to re-read until their calendars sync again (paused, gone or needing re-authorisation)",
+			slog.Int("meetings", unreadable))
 	}
 	for calID, ids := range byCal {
 		if len(ids) > fetchMax {
