@@ -301,6 +301,13 @@ type SignatureVerifier interface {
 // ErrMalformed marks a push request that is not what the provider sends.
 var ErrMalformed = errors.New("malformed notification")
 
+// Prober is implemented by providers that check a connection's token,
+// and that they can be reached, with one cheap request before the
+// connection is stored: an import then answers with the provider's word.
+type Prober interface {
+	Probe(ctx context.Context, c Conn, calendarID string) error
+}
+
 // AccountResolver is implemented by providers that learn a connection's
 // account and calendars from its token (Calendly: the user, and the
 // organization or user its scope covers) instead of the import naming

@@ -164,6 +164,15 @@ type WebhookParser interface {
 	CompaniesChanged(req WebhookRequest) (portals []string, err error)
 }
 
+// Describer is implemented by a CRM that names itself and links to its
+// records for people (the console).
+type Describer interface {
+	// Title is the CRM's name for people ("HubSpot").
+	Title() string
+	// MeetingURL is the address of a meeting record in the CRM's own UI.
+	MeetingURL(account, meetingID string) string
+}
+
 // Conn is what a CRM provider needs to open a Sink for one connection.
 type Conn struct {
 	// ID is the connection's id.

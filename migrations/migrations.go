@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -42,9 +43,20 @@ func Up(ctx context.Context, dsn string, logger *slog.Logger) (int, error) {
 		return 0, fmt.Errorf("apply migrations: %w", err)
 	}
 	for _, r := range results {
-		logger.InfoContext(ctx, "migration applied", slog.Int64("version", r.Source.Version), slog.Duration("took", r.Duration))
+		logger.InfoContext(ctx, fmt.Sprintf("applied migration %d (%s) in %d ms", r.Source.Version, describe(r.Source.Path), r.Duration.Milliseconds()),
+			slog.Int64("version", r.Source.Version), slog.Duration("took", r.Duration))
 	}
 	return len(results), nil
+}
+
+// describe names a migration by its file: 00003_connect_links.sql is
+// "connect links".
+func describe(path string) string {
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if _, rest, ok := strings.Cut(base, "_"); ok {
+		base = rest
+	}
+	return strings.ReplaceAll(base, "_", " ")
 }
 
 // Pending reports whether migrations remain to be applied (for /readyz).

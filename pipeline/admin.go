@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"golang.org/x/oauth2"
@@ -34,19 +36,41 @@ func notFound(err error) error {
 	return err
 }
 
-// CreateWorkspace creates a workspace with its internal domains.
+// Bounds of a workspace.
+const (
+	// MaxWorkspaceName is the longest workspace name, in characters.
+	MaxWorkspaceName = 200
+	// MaxInternalDomains is the most internal domains a workspace has.
+	MaxInternalDomains = 50
+)
+
+// CreateWorkspace creates a workspace with its internal domains: at most
+// MaxInternalDomains, none of them free mail.
 func (p *Pipeline) CreateWorkspace(ctx context.Context, name string, internal []string) (Workspace, error) {
 	name = strings.TrimSpace(name)
-	if name == "" {
+	switch {
+	case name == "":
 		return Workspace{}, fmt.Errorf("name is required: %w", ErrInvalid)
+	case utf8.RuneCountInString(name) > MaxWorkspaceName || !printable(name):
+		return Workspace{}, fmt.Errorf("name: want printable text of at most %d characters: %w", MaxWorkspaceName, ErrInvalid)
+	case len(internal) > MaxInternalDomains:
+		return Workspace{}, fmt.Errorf("internal_domains: %d domains, at most %d: %w", len(internal), MaxInternalDomains, ErrInvalid)
 	}
 	var domains []string
+	freeMail := p.rules().FreeMail()
 	for _, d := range internal {
 		n, err := matching.NormalizeDomain(d)
 		if err != nil {
 			return Workspace{}, fmt.Errorf("internal domain %q: %v: %w", d, err, ErrInvalid)
 		}
-		domains = append(domains, n)
+		if freeMail.Contains(n) {
+			// Every gmail.com attendee would count as a colleague, and any
+			// gmail.com account could connect its calendar.
+			return Workspace{}, fmt.Errorf("internal domain %q is a free-mail domain: its addresses belong to anyone: %w", n, ErrInvalid)
+		}
+		if !slices.Contains(domains, n) {
+			domains = append(domains, n)
+		}
 	}
 	if len(domains) == 0 {
 		return Workspace{}, fmt.Errorf("at least one internal domain is required: %w", ErrInvalid)
@@ -123,44 +147,45 @@ func (p *Pipeline) addCalendars(ctx context.Context, ws string, in ConnectionInp
 	if err := p.checkCalendarAccount(ctx, ws, addr, in); err != nil {
 		return Connection{}, err
 	}
-	if len(cals) == 0 {
-		cals = []string{"primary"}
+	if cals, err = calendarIDs(cals); err != nil {
+		return Connection{}, err
 	}
-	connID, err := p.cfg.Vault.Put(ctx, ws, in.Provider, addr.Email, tok)
+	if pr, ok := prov.(calendar.Prober); ok && len(cals) > 0 {
+		// One cheap request: a refused token or an unreachable provider is
+		// said now, with nothing stored.
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err := pr.Probe(pctx, calendar.Conn{ID: "import", Account: addr.Email, Tokens: oauth2.StaticTokenSource(tok)}, cals[0])
+		cancel()
+		if err != nil {
+			return Connection{}, providerRefused(in.Provider, err)
+		}
+	}
+	// The connection and all its calendars, or nothing; the channels and
+	// the initial syncs follow in the background (connection:setup).
+	var ids []string
+	connID, err := p.cfg.Vault.PutWith(ctx, ws, in.Provider, addr.Email, tok, func(ctx context.Context, tx *ledger.Tx, connID string) error {
+		var err error
+		ids, err = tx.RegisterCalendars(ctx, ws, connID, cals)
+		return err
+	})
 	if err != nil {
 		return Connection{}, fmt.Errorf("store credentials: %w", err)
 	}
 	p.forget(connID)
-	c := Connection{ID: connID, Provider: in.Provider, Account: addr.Email, Status: string(plan.ConnActive)}
-	for _, calID := range cals {
-		id, err := p.ledger.RegisterCalendar(ctx, ws, connID, calID)
-		if err != nil {
-			return c, err
-		}
-		c.Calendars = append(c.Calendars, id)
-		if err := p.openChannel(ctx, id, false); err != nil {
-			switch provider.ClassOf(err) {
-			case provider.Auth:
-				_ = p.cfg.Vault.MarkNeedsReauth(ctx, connID, ledger.Truncate(scrub(err.Error()), 300))
-				return c, providerRefused(in.Provider, err)
-			case provider.Transient:
-				// Stored: it syncs once the provider answers.
-				return c, providerRefused(in.Provider, err)
-			}
-			// Without a push channel the calendar still syncs on the
-			// schedule; renewal tries again.
-			p.log.WarnContext(ctx, "open push channel", slog.String("calendar_id", id), slog.String("error", scrub(err.Error())))
-		}
-		if err := p.markDirty(ctx, id, false, time.Time{}); err != nil {
-			return c, err
-		}
+	if err := p.enqueueSetup(ctx, ws, connID); err != nil {
+		// Stored: the hourly renewal opens the channels and the sync
+		// schedule syncs the calendars.
+		p.log.WarnContext(ctx, "queue connection setup", slog.String("connection_id", connID), slog.String("error", scrub(err.Error())))
 	}
-	return c, p.Resume(ctx, connID)
+	return Connection{ID: connID, Provider: in.Provider, Account: addr.Email, Status: string(plan.ConnActive), Calendars: ids, Setup: "queued"}, nil
 }
 
-// providerRefused turns a provider's answer to an import into the
-// caller's error: a refusal says what the provider said, an unreachable
-// provider says so.
+// probeTimeout bounds the check of a calendar import's token.
+const probeTimeout = 10 * time.Second
+
+// providerRefused turns a provider's answer to an import, before anything
+// is stored, into the caller's error: a refusal says what the provider
+// said, an unreachable provider says so.
 func providerRefused(name string, err error) error {
 	msg := scrub(err.Error())
 	switch provider.ClassOf(err) {
@@ -169,7 +194,7 @@ func providerRefused(name string, err error) error {
 	case provider.Permanent, provider.NotFound:
 		return fmt.Errorf("%s refused the connection: %s: %w", name, msg, ErrInvalid)
 	}
-	return fmt.Errorf("could not reach %s (%s); the connection is kept and syncs once %s answers: %w", name, msg, name, ErrUnavailable)
+	return fmt.Errorf("could not reach %s (%s); nothing was stored, import again: %w", name, msg, ErrUnavailable)
 }
 
 // checkCalendarAccount refuses a calendar account other than the one a
@@ -302,6 +327,10 @@ func (p *Pipeline) redrive(ctx context.Context, d DeadLetter) error {
 			return p.markDirty(ctx, ref.CalendarID, false, time.Time{})
 		case len(ref.MeetingKeys) > 0 && d.WorkspaceID != "":
 			return p.releaseMeetings(ctx, d.WorkspaceID, ref.MeetingKeys)
+		}
+		var setup setupPayload
+		if d.TaskType == TaskSetup && json.Unmarshal(d.Ref, &setup) == nil && setup.ConnectionID != "" {
+			return p.enqueueSetup(ctx, setup.WorkspaceID, setup.ConnectionID)
 		}
 		return nil // the work is recomputed by the next sync or reconciliation
 	}

@@ -102,6 +102,9 @@ type Connection struct {
 	Account   string   `json:"account"`
 	Status    string   `json:"status"`
 	Calendars []string `json:"calendars,omitempty"` // calendar row ids
+	// Setup is "queued" for a calendar connection: its channels open and
+	// its initial syncs start in the background.
+	Setup string `json:"setup,omitempty"`
 }
 
 // ReconcileRequest asks for a reconciliation of a workspace or one calendar.

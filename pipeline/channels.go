@@ -17,6 +17,18 @@ import (
 	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
+// channelAction says what openChannel does with a channel.
+type channelAction int
+
+const (
+	// renewIfDue renews a channel missing or expiring within renewWithin.
+	renewIfDue channelAction = iota
+	// renewNow renews it whatever its expiry (the provider asked).
+	renewNow
+	// reopen opens a new one (the provider dropped the old one).
+	reopen
+)
+
 // renewWithin: channels expiring within this are renewed.
 const renewWithin = 24 * time.Hour
 
@@ -31,7 +43,7 @@ func (c *core) webhookAddress(provider string) string {
 // is the old one stopped, so no change falls between the two. A lease
 // keeps two processes (a renewal and a new connection) from opening two.
 // A provider without push channels has nothing to open.
-func (c *core) openChannel(ctx context.Context, calID string, force bool) (err error) {
+func (c *core) openChannel(ctx context.Context, calID string, how channelAction) (err error) {
 	l, ok, err := c.tryLease(ctx, "channel:"+calID)
 	if err != nil || !ok {
 		return err // someone else is opening it
@@ -41,7 +53,7 @@ func (c *core) openChannel(ctx context.Context, calID string, force bool) (err e
 	if err != nil {
 		return err
 	}
-	if !force && cal.ChannelID != "" && cal.ChannelExpiresAt != nil && cal.ChannelExpiresAt.After(c.now().Add(renewWithin)) {
+	if how == renewIfDue && cal.ChannelID != "" && cal.ChannelExpiresAt != nil && cal.ChannelExpiresAt.After(c.now().Add(renewWithin)) {
 		return nil // opened meanwhile
 	}
 	src, err := c.source(ctx, cal)
@@ -53,7 +65,7 @@ func (c *core) openChannel(ctx context.Context, calID string, force bool) (err e
 		return nil
 	}
 	old := calendar.Channel{ID: cal.ChannelID, ResourceID: cal.ChannelResourceID}
-	if r, ok := src.(calendar.Renewer); ok && cal.ChannelID != "" && !force {
+	if r, ok := src.(calendar.Renewer); ok && cal.ChannelID != "" && how != reopen {
 		ch, err := r.Renew(ctx, old)
 		c.metrics.calendarOps.WithLabelValues(cal.Provider, "renew", classLabel(err)).Inc()
 		if err == nil {
@@ -127,7 +139,11 @@ func (c *core) handleRenew(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	if pl.CalendarID != "" {
-		err := c.openChannel(ctx, pl.CalendarID, pl.Reopen)
+		how := renewNow
+		if pl.Reopen {
+			how = reopen
+		}
+		err := c.openChannel(ctx, pl.CalendarID, how)
 		if errors.Is(err, ledger.ErrNotFound) {
 			return nil
 		}
@@ -146,7 +162,7 @@ func (c *core) handleRenew(ctx context.Context, t *asynq.Task) error {
 	}
 	var errs []error
 	for _, cal := range cals {
-		if err := c.openChannel(ctx, cal.ID, false); err != nil {
+		if err := c.openChannel(ctx, cal.ID, renewIfDue); err != nil {
 			if crashed(err) {
 				return err
 			}
@@ -179,6 +195,15 @@ func (p *Pipeline) Notify(ctx context.Context, name string, req calendar.Webhook
 	if !ok {
 		return nil, fmt.Errorf("%s sends no webhooks: %w", name, ErrNotFound)
 	}
+	verifier, signs := prov.(calendar.SignatureVerifier)
+	if signs {
+		// Verify before parsing: the address Rapport registered names the
+		// calendar, whose sealed key must sign the body.
+		calID, _, _ := strings.Cut(strings.TrimPrefix(req.Path, "/"), "/")
+		if err := p.verifySigned(ctx, name, calID, verifier, req); err != nil {
+			return nil, err
+		}
+	}
 	reply, ns, err := parser.ParseWebhook(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", err.Error(), ErrInvalid)
@@ -193,7 +218,6 @@ func (p *Pipeline) Notify(ctx context.Context, name string, req calendar.Webhook
 		eventIDs []string
 	}
 	var changes []change
-	verifier, signs := prov.(calendar.SignatureVerifier)
 	for _, n := range ns {
 		var ch ledger.Channel
 		if signs {
@@ -213,16 +237,7 @@ func (p *Pipeline) Notify(ctx context.Context, name string, req calendar.Webhook
 			// A channel of another resource: not one we know.
 			return nil, fmt.Errorf("channel %q of another resource: %w", n.ChannelID, ErrNotFound)
 		}
-		if signs {
-			key, err := p.cfg.Vault.Open(channelAD(ch.CalendarID), ch.Secret)
-			if err != nil {
-				p.log.ErrorContext(ctx, "open a channel's signing key", slog.String("calendar_id", ch.CalendarID), slog.String("error", err.Error()))
-				return nil, fmt.Errorf("channel %q: its signing key cannot be opened: %w", n.ChannelID, ErrForbidden)
-			}
-			if err := verifier.VerifySignature(req, key); err != nil {
-				return nil, fmt.Errorf("channel %q: %v: %w", n.ChannelID, err, ErrForbidden)
-			}
-		} else if !calendar.VerifyToken(n.Token, ch.Secret) {
+		if !signs && !calendar.VerifyToken(n.Token, ch.Secret) {
 			return nil, fmt.Errorf("channel %q: the token does not match: %w", n.ChannelID, ErrForbidden)
 		}
 		changes = append(changes, change{ch.CalendarID, n.State, n.EventIDs})
@@ -277,6 +292,27 @@ func (p *Pipeline) crmNotify(ctx context.Context, cp crm.Provider, req calendar.
 		if err := p.CRMChanged(ctx, portal); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// verifySigned checks a signed delivery against the signing key of the
+// calendar its address names.
+func (p *Pipeline) verifySigned(ctx context.Context, provider, calID string, v calendar.SignatureVerifier, req calendar.WebhookRequest) error {
+	ch, err := p.ledger.ChannelOfCalendar(ctx, calID)
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && ch.Provider != provider) {
+		return fmt.Errorf("channel %q: %w", calID, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	key, err := p.cfg.Vault.Open(channelAD(ch.CalendarID), ch.Secret)
+	if err != nil {
+		p.log.ErrorContext(ctx, "open a channel's signing key", slog.String("calendar_id", ch.CalendarID), slog.String("error", err.Error()))
+		return fmt.Errorf("channel %q: its signing key cannot be opened: %w", calID, ErrForbidden)
+	}
+	if err := v.VerifySignature(req, key); err != nil {
+		return fmt.Errorf("channel %q: %v: %w", calID, err, ErrForbidden)
 	}
 	return nil
 }

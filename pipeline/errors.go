@@ -146,3 +146,22 @@ func (c *core) deadLetter(ctx context.Context, ws string, t *asynq.Task, class p
 
 // classLabel is an error's class for metrics labels.
 func classLabel(err error) string { return provider.Label(err) }
+
+// scrubErrors is the worker's middleware that scrubs what a task returns:
+// Asynq stores the text of a retried or archived task's error in Redis,
+// and its web UI shows it. The original still unwraps, for the retry
+// policy (retryDelay, isFailure, SkipRetry).
+func scrubErrors(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if err := next.ProcessTask(ctx, t); err != nil {
+			return &scrubbedError{err}
+		}
+		return nil
+	})
+}
+
+// scrubbedError is an error whose text is scrubbed.
+type scrubbedError struct{ err error }
+
+func (e *scrubbedError) Error() string { return scrub(e.err.Error()) }
+func (e *scrubbedError) Unwrap() error { return e.err }

@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,13 +19,18 @@ import (
 
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/calendar/calendartest"
+	calendlyfake "github.com/rapportsync/rapport/calendar/calendartest/calendly"
+	"github.com/rapportsync/rapport/calendar/calendartest/graph"
+	calendlyadapter "github.com/rapportsync/rapport/calendar/calendly"
 	"github.com/rapportsync/rapport/calendar/google"
+	"github.com/rapportsync/rapport/calendar/microsoft"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/crmtest"
 	"github.com/rapportsync/rapport/crm/hubspot"
 	"github.com/rapportsync/rapport/internal/testenv"
 	"github.com/rapportsync/rapport/pipeline"
 	"github.com/rapportsync/rapport/pipeline/credentials"
+	"github.com/rapportsync/rapport/pipeline/httpapi"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -44,6 +49,12 @@ type harness struct {
 	worker *pipeline.Worker
 	web    *httptest.Server
 	ws     string
+	graph  *graph.Server
+	cly    *calendlyfake.Server
+
+	mu     sync.Mutex
+	srv    http.Handler
+	srvFor *pipeline.Pipeline
 
 	opts harnessOptions
 }
@@ -69,7 +80,9 @@ func (h *harness) restartPipeline() *pipeline.Pipeline {
 		SearchLag: o.searchLag, Logger: testLogger(),
 		Providers: pipeline.NewRegistry(
 			[]calendar.Provider{google.Provider{PerMinute: perMinute,
-				Config: google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}}},
+				Config: google.Config{BaseURL: h.google.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}},
+				&microsoft.Provider{Config: microsoft.Config{BaseURL: h.graph.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond}},
+				h.calendly()},
 			[]crm.Provider{hubspot.Provider{Config: hubspot.Config{BaseURL: h.hub.URL(), RateLimit: limit, MaxRetries: 2, RetryBase: 20 * time.Millisecond}}},
 		),
 	}
@@ -134,6 +147,10 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.graph = graph.NewServer()
+	t.Cleanup(h.graph.Close)
+	h.cly = calendlyfake.NewServer()
+	t.Cleanup(h.cly.Close)
 	h.web = httptest.NewServer(http.HandlerFunc(h.webhook))
 	t.Cleanup(h.web.Close)
 
@@ -154,16 +171,26 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	return h
 }
 
-// webhook is the Google webhook endpoint as `rapport serve` runs it.
+// webhook is the HTTP surface of `rapport serve`, built on the current
+// pipeline: the providers deliver their webhooks to it.
 func (h *harness) webhook(w http.ResponseWriter, r *http.Request) {
-	_, err := h.p.Notify(r.Context(), "google", calendar.WebhookRequest{Header: r.Header, Received: time.Now()})
-	switch {
-	case errors.Is(err, pipeline.ErrInvalid):
-		http.Error(w, err.Error(), http.StatusBadRequest)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusNotFound)
+	h.mu.Lock()
+	srv := h.srv
+	if srv == nil || h.srvFor != h.p {
+		var err error
+		srv, err = httpapi.New(httpapi.Config{Service: h.p, PublicURL: h.web.URL, AdminToken: harnessAdminToken, Logger: testLogger()})
+		if err != nil {
+			h.mu.Unlock()
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		h.srv, h.srvFor = srv, h.p
 	}
+	h.mu.Unlock()
+	srv.ServeHTTP(w, r)
 }
+
+const harnessAdminToken = "harness-admin-token-0123456789"
 
 func (h *harness) startWorker() {
 	h.t.Helper()
@@ -230,7 +257,7 @@ func (h *harness) eventually(what string, cond func() bool) {
 func (h *harness) settle() {
 	h.t.Helper()
 	h.eventually("queues drained", func() bool {
-		for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink} {
+		for _, q := range []string{pipeline.QueueSync, pipeline.QueueCRM, pipeline.QueueLink, pipeline.QueueMaintenance} {
 			n, err := h.queueSize(q)
 			if err != nil || n > 0 {
 				return false
@@ -305,3 +332,12 @@ func (h *harness) ledgerStates() map[string]int {
 }
 
 func iso(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// calendly is the Calendly provider on the fake.
+func (h *harness) calendly() calendar.Provider {
+	p, err := calendlyadapter.NewProvider(calendlyadapter.Config{BaseURL: h.cly.URL(), MaxRetries: 2, BaseBackoff: 10 * time.Millisecond})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}

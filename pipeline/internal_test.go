@@ -9,12 +9,16 @@ import (
 	"github.com/rapportsync/rapport/calendar/google"
 	"github.com/rapportsync/rapport/crm"
 	"github.com/rapportsync/rapport/crm/hubspot"
+	"github.com/rapportsync/rapport/pipeline/ledger"
 )
 
 // noVault is a Vault for tests that never touch tokens.
 type noVault struct{}
 
 func (noVault) Put(context.Context, string, string, string, *oauth2.Token) (string, error) {
+	return "", nil
+}
+func (noVault) PutWith(context.Context, string, string, string, *oauth2.Token, func(context.Context, *ledger.Tx, string) error) (string, error) {
 	return "", nil
 }
 func (noVault) TokenSource(string) oauth2.TokenSource                 { return nil }

@@ -27,6 +27,9 @@ import (
 // touches tokens.
 type Vault interface {
 	Put(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token) (string, error)
+	// PutWith is Put that runs then in the transaction storing the tokens.
+	PutWith(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token,
+		then func(ctx context.Context, tx *ledger.Tx, connID string) error) (string, error)
 	TokenSource(connID string) oauth2.TokenSource
 	MarkNeedsReauth(ctx context.Context, connID, reason string) error
 	// Seal and Open encrypt secrets that are not tokens (webhook signing

@@ -262,8 +262,11 @@ type pageContext struct {
 	index   *matching.Index
 	window  plan.Window
 	crmConn string // empty when the workspace has no CRM connection yet
-	seenAt  time.Time
-	rec     *reconcileState // set during a reconciliation
+	// hasBookings: the workspace holds bookings, which its calendar copies
+	// may join.
+	hasBookings bool
+	seenAt      time.Time
+	rec         *reconcileState // set during a reconciliation
 }
 
 func (s *syncer) newPageContext(ctx context.Context, cal ledger.Calendar, seenAt time.Time) (*pageContext, error) {
@@ -284,6 +287,9 @@ func (s *syncer) newPageContext(ctx context.Context, cal ledger.Calendar, seenAt
 			return nil, &retryAfter{wait: 2 * time.Second, err: errIndexNotLoaded}
 		}
 	} else if !errors.Is(err, ledger.ErrNotFound) {
+		return nil, err
+	}
+	if sc.hasBookings, err = s.ledger.HasBookings(ctx, cal.WorkspaceID); err != nil {
 		return nil, err
 	}
 	if sc.seenAt.IsZero() {
@@ -324,6 +330,16 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 			unique = append(unique, keys[i])
 		}
 	}
+	aliases, err := s.joinPartners(ctx, sc, events, keys)
+	if err != nil {
+		return err
+	}
+	unique = unique[:0]
+	for _, k := range keys {
+		if k != "" {
+			unique = append(unique, k)
+		}
+	}
 	slices.Sort(unique)
 	unique = slices.Compact(unique)
 
@@ -357,7 +373,7 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 			ev := &events[i]
 			row := rows[key]
 			in := plan.EventInput{
-				Event: ev, Key: key, CalendarID: cal.ID, Owner: cal.Owner, Meeting: row, Copies: copies[row.ID],
+				Event: ev, Key: key, Workspace: ws, CalendarID: cal.ID, Owner: cal.Owner, Meeting: row, Copies: copies[row.ID],
 				RulesVersion: sc.rules.Version(), Window: sc.window, CRMConnected: sc.crmConn != "", Ownership: sc.own, Now: now,
 			}
 			if ev.ICalUID != "" && !ev.OutOfWindow {
@@ -387,6 +403,9 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 		if err := tx.RecordDecisions(ctx, decisions, now); err != nil {
 			return err
 		}
+		if err := tx.AddAliases(ctx, ws, aliases); err != nil {
+			return err
+		}
 		if err := s.crashAt("sync.page.decided"); err != nil {
 			return err
 		}
@@ -409,6 +428,59 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// joinPartners turns each event's key into the key of the meeting it
+// joined across sources: a booking and the calendar event it put on its
+// host's calendar are one meeting, whichever came first. Known joins are
+// aliases in the ledger; new ones are returned to be recorded with the
+// page. keys is updated in place.
+func (s *syncer) joinPartners(ctx context.Context, sc *pageContext, events []calendar.Event, keys []string) (map[string]string, error) {
+	ws := sc.cal.WorkspaceID
+	var natural []string
+	for _, k := range keys {
+		if k != "" {
+			natural = append(natural, k)
+		}
+	}
+	known, err := s.ledger.Aliases(ctx, ws, natural)
+	if err != nil {
+		return nil, err
+	}
+	var ps []ledger.Partner
+	var at []int
+	for i := range events {
+		ev := &events[i]
+		if k, ok := known[keys[i]]; ok {
+			keys[i] = k
+			continue
+		}
+		if keys[i] == "" || ev.ICalUID == "" || (ev.Booking == nil && !sc.hasBookings) {
+			continue
+		}
+		p := ledger.Partner{Booking: ev.Booking != nil, EventID: ev.ID, MatchHash: plan.MatchHash(ws, ev)}
+		if ev.Booking != nil {
+			p.ExternalID = ev.Booking.CalendarEventID
+		}
+		ps = append(ps, p)
+		at = append(at, i)
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	found, err := s.ledger.PartnerKeys(ctx, ws, ps)
+	if err != nil {
+		return nil, err
+	}
+	added := map[string]string{}
+	for j, k := range found {
+		i := at[j]
+		if k != keys[i] {
+			added[keys[i]] = k
+			keys[i] = k
+		}
+	}
+	return added, nil
 }
 
 // enqueueAll queues writes and write-backs concurrently. Writes of one CRM

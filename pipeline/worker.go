@@ -30,6 +30,7 @@ type Worker struct {
 func (p *Pipeline) NewWorker() *Worker {
 	w := &Worker{p: p}
 	mux := asynq.NewServeMux()
+	mux.Use(scrubErrors)
 	mux.HandleFunc(TaskSync, p.sync.handle)
 	mux.HandleFunc(TaskWriteBatch, p.write.handle)
 	mux.HandleFunc(TaskWrite, p.handleWriteSingle)
@@ -39,6 +40,7 @@ func (p *Pipeline) NewWorker() *Worker {
 	mux.HandleFunc(TaskReconcile, p.rec.handle)
 	mux.HandleFunc(TaskRefresh, p.handleRefresh)
 	mux.HandleFunc(TaskSchedule, p.handleSchedule)
+	mux.HandleFunc(TaskSetup, p.handleSetup)
 	mux.Use(forgetCrashed)
 	logger := &asynqLogger{p.log}
 	for _, q := range []string{QueueSync, QueueCRM, QueueLink, QueueMaintenance} {
@@ -287,6 +289,11 @@ func refOf(t *asynq.Task) map[string]any {
 		var pl indexPayload
 		if json.Unmarshal(t.Payload(), &pl) == nil {
 			ref["workspace_id"] = pl.WorkspaceID
+		}
+	case TaskSetup:
+		var pl setupPayload
+		if json.Unmarshal(t.Payload(), &pl) == nil {
+			ref["workspace_id"], ref["connection_id"] = pl.WorkspaceID, pl.ConnectionID
 		}
 	case TaskRenew:
 		var pl renewPayload

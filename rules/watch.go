@@ -11,13 +11,24 @@ import (
 // Holder holds the Set in force. Readers call Get for every decision; a
 // reload replaces the Set atomically, so a decision sees one Set throughout.
 type Holder struct {
-	p atomic.Pointer[Set]
+	p      atomic.Pointer[Set]
+	status atomic.Pointer[HolderStatus]
+}
+
+// HolderStatus says when the Set in force was loaded and why the last
+// reload, if it failed, was refused.
+type HolderStatus struct {
+	LoadedAt time.Time
+	// LastError is the last refused reload's error, cleared by the next
+	// load; ErrorAt is when it was refused.
+	LastError string
+	ErrorAt   time.Time
 }
 
 // NewHolder returns a Holder of s.
 func NewHolder(s *Set) *Holder {
 	h := &Holder{}
-	h.p.Store(s)
+	h.Store(s)
 	return h
 }
 
@@ -25,7 +36,26 @@ func NewHolder(s *Set) *Holder {
 func (h *Holder) Get() *Set { return h.p.Load() }
 
 // Store puts s in force.
-func (h *Holder) Store(s *Set) { h.p.Store(s) }
+func (h *Holder) Store(s *Set) {
+	h.p.Store(s)
+	h.status.Store(&HolderStatus{LoadedAt: time.Now()})
+}
+
+// Status returns when the Set in force was loaded and the last refused
+// reload's error.
+func (h *Holder) Status() HolderStatus {
+	if st := h.status.Load(); st != nil {
+		return *st
+	}
+	return HolderStatus{}
+}
+
+// refused records a refused reload; the Set in force stays.
+func (h *Holder) refused(err error) {
+	st := h.Status()
+	st.LastError, st.ErrorAt = err.Error(), time.Now()
+	h.status.Store(&st)
+}
 
 // Reload loads dir and puts it in force. When the new files are broken, the
 // Set in force is kept and the error says so; the caller logs it. An empty
@@ -41,15 +71,24 @@ func (h *Holder) Reload(dir string) error {
 		if cur := h.Get(); cur != nil {
 			keep = cur.Version()
 		}
-		return fmt.Errorf("reload rules from %s refused, keeping version %s: %w", dir, keep, err)
+		err = fmt.Errorf("reload rules from %s refused, keeping version %s: %w", dir, keep, err)
+		h.refused(err)
+		return err
 	}
 	h.Store(s)
 	return nil
 }
 
-// Watch runs Watch with h.Store as the callback.
+// Watch runs Watch with h.Store as the callback, and records refused
+// reloads in h's Status.
 func (h *Holder) Watch(ctx context.Context, dir string, logger *slog.Logger) error {
-	return Watch(ctx, dir, logger, h.Store)
+	w, err := newWatcher(dir, logger, h.Store)
+	if err != nil {
+		return err
+	}
+	w.onRefused = h.refused
+	w.run(ctx, watchInterval)
+	return nil
 }
 
 // watchInterval is how often Watch looks at the directory.
@@ -99,6 +138,7 @@ type watcher struct {
 	version    string // of the Set last handed to onChange, or loaded at start
 	cur        *Set   // that Set, for the reload's Diff; nil when none loaded
 	lastErr    string
+	onRefused  func(error) // optional: told of each refused change
 }
 
 func newWatcher(dir string, logger *slog.Logger, onChange func(*Set)) (*watcher, error) {
@@ -139,6 +179,9 @@ func (w *watcher) poll(ctx context.Context) {
 	if err != nil {
 		w.logger.ErrorContext(ctx, "rules reload refused; keeping the rules in force",
 			slog.String("dir", w.dir), slog.String("version_in_force", w.version), slog.String("error", err.Error()))
+		if w.onRefused != nil {
+			w.onRefused(err)
+		}
 		return
 	}
 	if s.Version() == w.version {

@@ -212,6 +212,24 @@ func (s *Server) AddCalendar(id, tz string) error {
 	return nil
 }
 
+// RemoveCalendar deletes a calendar, as when its owner deletes it or the
+// account loses access to it: every request for it answers 404 and its
+// push channels stop. AddCalendar may create it again, as a new calendar.
+func (s *Server) RemoveCalendar(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cals[id]; !ok {
+		return fmt.Errorf("calendartest: no calendar %q", id)
+	}
+	delete(s.cals, id)
+	for chID, ch := range s.channels {
+		if ch.calendarID == id {
+			delete(s.channels, chID)
+		}
+	}
+	return nil
+}
+
 // ExpireTokens invalidates every sync token of a calendar, including the
 // page tokens of incremental listings in progress: their next request
 // answers 410 fullSyncRequired, as when Google evicts a token.

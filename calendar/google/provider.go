@@ -166,3 +166,18 @@ func AccountFromToken(tok *oauth2.Token) (string, error) {
 	}
 	return strings.ToLower(claims.Email), nil
 }
+
+var _ calendar.Prober = Provider{}
+
+// Probe implements calendar.Prober: one events.list of at most one event
+// of the calendar.
+func (p Provider) Probe(ctx context.Context, c calendar.Conn, calendarID string) error {
+	src, err := New(ctx, p.Config, c.Tokens)
+	if err != nil {
+		return err
+	}
+	return src.retry(ctx, opList, func(ctx context.Context) error {
+		_, err := src.svc.Events.List(calendarID).MaxResults(1).TimeMin(time.Now().UTC().Format(time.RFC3339)).Context(ctx).Do()
+		return err
+	})
+}

@@ -24,6 +24,7 @@ import (
 const (
 	opDelta        = "calendarView.delta"
 	opGet          = "events.get"
+	opCalendar     = "calendars.get"
 	opPatch        = "events.patch"
 	opSubscribe    = "subscriptions.create"
 	opRenew        = "subscriptions.renew"

@@ -252,7 +252,26 @@ type Provider struct {
 
 var _ calendar.Provider = (*Provider)(nil)
 
-var _ calendar.WebhookParser = (*Provider)(nil)
+var (
+	_ calendar.WebhookParser = (*Provider)(nil)
+	_ calendar.Prober        = (*Provider)(nil)
+)
+
+// Probe implements calendar.Prober: one read of the calendar.
+func (p *Provider) Probe(ctx context.Context, c calendar.Conn, calendarID string) error {
+	if c.ID == "" {
+		c.ID = "probe"
+	}
+	src, err := p.open(c)
+	if err != nil {
+		return err
+	}
+	path := "me/calendar"
+	if calendarID != "" && calendarID != PrimaryCalendar {
+		path = "me/calendars/" + url.PathEscape(calendarID)
+	}
+	return src.do(ctx, request{op: opCalendar, method: http.MethodGet, url: src.endpoint(path, nil), idempotent: true}, nil)
+}
 
 // ParseWebhook implements calendar.WebhookParser (see Parser).
 func (p *Provider) ParseWebhook(req calendar.WebhookRequest) (*calendar.Reply, []calendar.Notification, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,27 +23,47 @@ func runMigrate(ctx context.Context, e *env, c *app.Config, _ any, _ []string) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "database is current (%d migrations applied)\n", n)
+	switch n {
+	case 0:
+		fmt.Fprintln(e.stdout, "database is current: no migration to apply")
+	case 1:
+		fmt.Fprintln(e.stdout, "database is current: applied 1 migration")
+	default:
+		fmt.Fprintf(e.stdout, "database is current: applied %d migrations\n", n)
+	}
 	return nil
 }
 
 func runServe(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, true, false)
+	return runService(ctx, e, c, app.RoleServe)
 }
 
 func runWorker(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, false, true)
+	return runService(ctx, e, c, app.RoleWorker)
 }
 
 func runAll(ctx context.Context, e *env, c *app.Config, _ any, _ []string) error {
-	return runService(ctx, e, c, true, true)
+	return runService(ctx, e, c, app.RoleRun)
 }
 
 // runService runs the HTTP server, the workers or both until SIGINT or
-// SIGTERM; SIGHUP reloads the rules.
-func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) error {
+// SIGTERM; SIGHUP reloads the rules. The HTTP port is bound before any
+// worker starts: a process that cannot serve (the port is taken) exits
+// without having taken a task.
+func runService(ctx context.Context, e *env, c *app.Config, role app.Role) error {
+	serve, work := role != app.RoleWorker, role != app.RoleServe
 	logger := c.Logger(e.stderr)
-	a, err := app.New(ctx, c, logger, app.Options{})
+	// Listen first: a port in use is told at once, before connecting to
+	// anything.
+	var ln net.Listener
+	if serve {
+		var err error
+		if ln, err = net.Listen("tcp", c.HTTPAddr); err != nil {
+			return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
+		}
+		defer ln.Close()
+	}
+	a, err := app.New(ctx, c, logger, app.Options{Role: role})
 	if err != nil {
 		return err
 	}
@@ -71,7 +92,7 @@ func runService(ctx context.Context, e *env, c *app.Config, serve, work bool) er
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	if serve {
-		g.Go(func() error { return a.Serve(gctx, c.HTTPAddr, nil) })
+		g.Go(func() error { return a.ServeListener(gctx, ln) })
 	}
 	if work {
 		g.Go(func() error { return a.Work(gctx) })
@@ -93,6 +114,11 @@ func runRulesCheck(ctx context.Context, e *env, _ *app.Config, _ any, args []str
 	}
 	fmt.Fprintf(e.stdout, "%s: %d rules ok (version %s)\n", args[0], len(s.Rules()), s.Version())
 	return nil
+}
+
+func runRulesShowDefault(_ context.Context, e *env, _ *app.Config, _ any, _ []string) error {
+	_, err := e.stdout.Write(rules.DefaultYAML())
+	return err
 }
 
 func runRulesTest(ctx context.Context, e *env, _ *app.Config, _ any, args []string) error {

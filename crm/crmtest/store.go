@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rapportsync/rapport/crm"
 )
@@ -308,6 +309,9 @@ func (e propError) errorOut(traceID string, ctx map[string][]string) errorOut {
 
 // meetingProps converts and validates meeting property values for a create
 // (hs_timestamp required) or an update.
+// maxTextChars is HubSpot's limit on a text property value, in characters.
+const maxTextChars = 65536
+
 func (st *store) meetingProps(raw rawProps, creating bool) (map[string]string, *propError) {
 	props := make(map[string]string, len(raw))
 	names := make([]string, 0, len(raw))
@@ -329,6 +333,9 @@ func (st *store) meetingProps(raw rawProps, creating bool) (map[string]string, *
 		if v == "" {
 			props[k] = ""
 			continue
+		}
+		if n := utf8.RuneCountInString(v); n > maxTextChars {
+			return nil, &propError{k, "MAX_CHARACTERS", fmt.Sprintf("%s has %d characters; the limit is %d", k, n, maxTextChars)}
 		}
 		if datetimeProps[k] {
 			t, ok := parseTime(v)

@@ -2,6 +2,7 @@ package hubspot
 
 import (
 	"context"
+	"net/url"
 
 	"github.com/rapportsync/rapport/crm"
 )
@@ -36,3 +37,14 @@ func (p Provider) Open(_ context.Context, c crm.Conn) (crm.Sink, error) {
 
 // Scopes are the OAuth scopes Rapport asks of HubSpot.
 var Scopes = []string{"crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.companies.read", "crm.objects.owners.read"}
+
+var _ crm.Describer = Provider{}
+
+// Title implements crm.Describer.
+func (Provider) Title() string { return "HubSpot" }
+
+// MeetingURL implements crm.Describer: the meeting's record in HubSpot
+// (object type 0-47).
+func (Provider) MeetingURL(portal, meetingID string) string {
+	return "https://app.hubspot.com/contacts/" + url.PathEscape(portal) + "/record/0-47/" + url.PathEscape(meetingID)
+}

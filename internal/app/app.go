@@ -58,7 +58,23 @@ type Options struct {
 	// Unlimited lifts the client-side limits of every provider (a benchmark
 	// against fakes without limits).
 	Unlimited bool
+	// Role is what the process runs (RoleRun, the zero value, for the demo
+	// and the benchmark); it sizes the database pool.
+	Role Role
 }
+
+// Role is what a process runs: the HTTP server, the workers, or both.
+type Role int
+
+// Roles.
+const (
+	// RoleRun serves HTTP and runs the workers (rapport run, demo, bench).
+	RoleRun Role = iota
+	// RoleServe serves HTTP only (rapport serve).
+	RoleServe
+	// RoleWorker runs the workers and schedules only (rapport worker).
+	RoleWorker
+)
 
 // New connects to PostgreSQL and Redis and builds every component. It
 // checks that the schema is current.
@@ -71,8 +87,12 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
+	poolSetting := "pool_max_conns in RAPPORT_DATABASE_URL"
 	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
-		pcfg.MaxConns = PoolSize(cfg.Concurrency, opts.Pipeline)
+		pcfg.MaxConns = PoolSize(opts.Role, cfg.Concurrency, opts.Pipeline)
+		if opts.Role != RoleServe {
+			poolSetting = "RAPPORT_WORKER_CONCURRENCY (or set pool_max_conns in RAPPORT_DATABASE_URL)"
+		}
 	}
 	if a.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -91,7 +111,11 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		a.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	if err := redisconn.Ping(ctx, a.Redis); err != nil {
+	if err := checkPoolFits(ctx, a.Pool, poolSetting); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := pingRedis(ctx, a.Redis); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -151,7 +175,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		Service: a.Pipeline, AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL,
 		OAuth: prov.oauth, StateKey: stateKey[:],
 		Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
-		RedisConnOpt: rconf.AsynqConnOpt(), Logger: logger,
+		RedisConnOpt: rconf.AsynqConnOpt(), Logger: logger, Console: a.Pipeline.Console(a.Rules),
 	})
 	if err != nil {
 		a.Close()
@@ -227,24 +251,96 @@ func (a *App) providers(limit hubspot.Limit, unlimited bool) (providers, error) 
 	}, nil
 }
 
+// Database connections a process's pool may open (PoolSize). Every handler
+// holds at most one connection at a time except where noted, and pgxpool
+// queues an acquire beyond the pool's size, so these are ceilings, not
+// reservations (the pool opens connections as it needs them):
+//
+//	serve:  httpConns (10): each request holds one connection for the
+//	        length of a query or a short transaction; more requests at once
+//	        wait briefly in the pool's queue.
+//	worker: 2·sync + 2·crm + min(link, 16) + 2·maintenance + 4
+//	        a sync holds a page's transaction and reads the ledger beside it;
+//	        a CRM batch likewise; a write-back holds one connection only
+//	        between its provider calls, so 16 serve any number of link
+//	        workers; reconciliation and the index refresh hold a transaction
+//	        and read beside it; 4 for the schedules, the sweep, token
+//	        refreshes and readiness checks.
+//	run:    serve + worker.
+//
+// With the default RAPPORT_WORKER_CONCURRENCY (sync=4,crm=2,link=64,
+// maintenance=1) that is 10 for serve, 34 for worker and 44 for run: two
+// default processes fit PostgreSQL's default max_connections of 100.
+const (
+	httpConns     = 10
+	linkConnsMax  = 16
+	workerReserve = 4
+)
+
 // PoolSize is the connection pool's size when the database URL does not
-// set pool_max_conns. pgxpool's default (4 on a small machine) is fewer than
-// the workers: every worker gets a connection, a sync two, plus room for
-// the HTTP server and the schedules.
-func PoolSize(conc map[string]int, tweak func(*pipeline.Config)) int32 {
+// set pool_max_conns: what the process's role runs (see httpConns).
+func PoolSize(role Role, conc map[string]int, tweak func(*pipeline.Config)) int32 {
 	probe := pipeline.Config{Concurrency: conc}
 	if tweak != nil {
 		tweak(&probe)
 	}
-	n := 8
-	for q, c := range pipeline.QueueConcurrency(probe.Concurrency) {
-		if q == pipeline.QueueSync {
-			c *= 2
-		}
-		n += c
+	n := 0
+	if role != RoleWorker {
+		n += httpConns
 	}
-	// PostgreSQL's default max_connections is 100: stay well under it.
-	return int32(min(n, 60))
+	if role != RoleServe {
+		n += workerReserve
+		for q, c := range pipeline.QueueConcurrency(probe.Concurrency) {
+			switch q {
+			case pipeline.QueueLink:
+				n += min(c, linkConnsMax)
+			default:
+				n += 2 * c
+			}
+		}
+	}
+	return int32(n)
+}
+
+// checkPoolFits refuses a pool that could open more connections than the
+// server has free: max_connections, less the slots reserved for superusers
+// (unless we are one), less the client connections open now (other than
+// the pool's own). Starting anyway would fail later, under load, with
+// "too many clients" in some other process.
+func checkPoolFits(ctx context.Context, pool *pgxpool.Pool, setting string) error {
+	var maxConns, reserved, inUse int
+	var super bool
+	err := pool.QueryRow(ctx, `SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,
+		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int,
+		(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`).Scan(&maxConns, &reserved, &inUse, &super)
+	if err != nil {
+		return fmt.Errorf("read PostgreSQL's max_connections: %w", err)
+	}
+	free := maxConns - inUse
+	if !super {
+		free -= reserved
+	}
+	// Our own connection is one of the pool's.
+	free++
+	if need := int(pool.Config().MaxConns); need > free {
+		return fmt.Errorf("this process's database pool may open %d connections but PostgreSQL has %d free (max_connections %d, %d in use): lower %s, or raise max_connections",
+			need, max(free, 0), maxConns, inUse, setting)
+	}
+	return nil
+}
+
+// redisPingTimeout bounds the start-up check of Redis.
+const redisPingTimeout = 10 * time.Second
+
+// pingRedis checks Redis at start-up (every master of a cluster) and says
+// in one sentence what failed.
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
+	defer cancel()
+	if err := redisconn.Ping(ctx, rdb); err != nil {
+		return fmt.Errorf("%w (start it or fix RAPPORT_REDIS_URL)", err)
+	}
+	return nil
 }
 
 // Close releases the connections.

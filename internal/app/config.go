@@ -137,11 +137,23 @@ func (e *configError) Error() string { return e.Var + ": " + e.Msg }
 // BindConfig registers the configuration flags on fs. Call load after
 // fs.Parse to fill and validate the Config.
 func BindConfig(fs *flag.FlagSet) func(getenv func(string) string) (*Config, error) {
+	return BindConfigFor(fs, nil)
+}
+
+// BindConfigFor is BindConfig for a command that uses only the variables
+// named in vars (nil: every variable). Only their flags are registered, so
+// the command's --help lists what it reads, and only they are read from the
+// environment; every other setting keeps its default, which is valid.
+func BindConfigFor(fs *flag.FlagSet, vars []string) func(getenv func(string) string) (*Config, error) {
 	c := &Config{}
+	used := func(env string) bool { return vars == nil || slices.Contains(vars, env) }
 	raw := map[string]*string{}
 	for _, s := range c.settings() {
 		v := new(string)
 		raw[s.env] = v
+		if !used(s.env) {
+			continue
+		}
 		def := s.def
 		help := s.help + " (env " + s.env
 		if def != "" {
@@ -155,7 +167,7 @@ func BindConfig(fs *flag.FlagSet) func(getenv func(string) string) (*Config, err
 		var errs []error
 		for _, s := range c.settings() {
 			val := *raw[s.env]
-			if val == "" {
+			if val == "" && used(s.env) {
 				val = getenv(s.env)
 			}
 			if val == "" {
@@ -178,6 +190,23 @@ func BindConfig(fs *flag.FlagSet) func(getenv func(string) string) (*Config, err
 		}
 		return c, nil
 	}
+}
+
+// Variables lists every configuration variable with its default ("" for
+// none) and its help, in the order of the reference.
+func Variables() []Variable {
+	var out []Variable
+	for _, s := range (&Config{}).settings() {
+		out = append(out, Variable{Name: s.env, Default: s.def, Help: s.help, Secret: s.secret})
+	}
+	return out
+}
+
+// Variable is one configuration variable.
+type Variable struct {
+	Name, Default, Help string
+	// Secret values are never printed.
+	Secret bool
 }
 
 var rateLimitRE = regexp.MustCompile(`^([0-9]+)/([0-9]+(?:ms|s|m))$`)
@@ -225,7 +254,12 @@ func (c *Config) validate() []error {
 		}
 		c.Keys = keys
 	}
-	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+	switch {
+	case c.AdminToken != strings.TrimSpace(c.AdminToken):
+		// A token read from a file often ends in a newline; the bearer
+		// credential a client sends never does, so it would never match.
+		bad("RAPPORT_ADMIN_TOKEN", "has leading or trailing whitespace (a newline from a file?), which no request can send: remove it")
+	case c.AdminToken != "" && len(c.AdminToken) < 16:
 		bad("RAPPORT_ADMIN_TOKEN", "too short: use at least 16 characters")
 	}
 	if c.RulesDir != "" {

@@ -23,6 +23,13 @@ func TestScrub(t *testing.T) {
 		{in: `Authorization: Bearer eyJhbGciOi.payload.sig failed`, mustNot: []string{"eyJhbGciOi"}},
 		{in: `GET https://graph.microsoft.com/v1.0/me/calendarView/delta?$deltatoken=R0usmci39OQxqJrxK4: 410`,
 			mustNot: []string{"R0usmci39"}, mustKeep: []string{"graph.microsoft.com", "410"}},
+		{in: `events.watch: googleapi: Error 500: body {"address":"https://r.example/webhooks/google","id":"c1","token":"P2UFB-8CY1F8XV74WbQA","type":"web_hook"}`,
+			mustNot: []string{"P2UFB-8CY1F8XV74WbQA"}, mustKeep: []string{"web_hook", "Error 500"}},
+		{in: `body {\"token\":\"escaped-secret-123\"}`, mustNot: []string{"escaped-secret-123"}},
+		{in: `subscriptions.create: 400: {"changeType":"created","clientState":"s3cr3t-state-9","notificationUrl":"x"}`,
+			mustNot: []string{"s3cr3t-state-9"}, mustKeep: []string{"changeType"}},
+		{in: `webhook_subscriptions: 400 {"signing_key":"sk-abcdef123456","url":"x"}`, mustNot: []string{"sk-abcdef123456"}},
+		{in: "plain error without secrets: 3 tokens refused", want: "plain error without secrets: 3 tokens refused"},
 		{in: "plain error without secrets", want: "plain error without secrets"},
 	} {
 		got := Scrub(c.in)

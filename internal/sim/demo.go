@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rapportsync/rapport/calendar/calendartest"
 	"github.com/rapportsync/rapport/crm"
@@ -99,10 +102,11 @@ func RunDemo(ctx context.Context, e *Env, opts any) error {
 			fmt.Fprintf(e.Stderr, "rapport demo: %d problem(s): %s\n", len(d.problems), strings.Join(d.problems, "; "))
 			return ErrReported
 		}
+		d.whereToLook(true)
 		fmt.Fprintf(out, "\nDemo finished in %.1fs: every check passed.\n", time.Since(start).Seconds())
 		return nil
 	}
-	d.stayUp()
+	d.whereToLook(false)
 	<-ctx.Done()
 	fmt.Fprintln(out, "\nStopping.")
 	if len(d.problems) > 0 {
@@ -133,15 +137,97 @@ func (d *demo) initialSync(ctx context.Context) error {
 	begin := time.Now()
 	err = sim.waitSettled(ctx, 90*time.Second, time.Second, func(el time.Duration) {
 		qs, _ := sim.queues()
-		fmt.Fprintf(out, "  %3.0fs  event decisions %4.0f  meetings in HubSpot %4d  queued: sync %d, crm %d, link %d\n",
-			el.Seconds(), metric(sim.app.Registry, "rapport_events_total", nil), len(sim.hub.Meetings()),
+		fmt.Fprintf(out, "  %3.0fs  %4d meetings in HubSpot  (events read %4.0f; waiting: %d calendar reads, %d HubSpot writes, %d write-backs)\n",
+			el.Seconds(), len(sim.hub.Meetings()), metric(sim.app.Registry, "rapport_events_total", nil),
 			qs[pipeline.QueueSync], qs[pipeline.QueueCRM], qs[pipeline.QueueLink])
 	})
 	if err != nil {
 		return fmt.Errorf("initial sync: %w", err)
 	}
-	fmt.Fprintf(out, "  settled in %.1fs: every calendar synced, every meeting written and linked back, queues empty\n\n", time.Since(begin).Seconds())
+	fmt.Fprintf(out, "  done in %.1fs: every calendar read, every meeting in HubSpot, its HubSpot id written back to each calendar copy\n\n", time.Since(begin).Seconds())
 	return nil
+}
+
+// tally is the initial sync in a RevOps person's terms: every event copy
+// on the calendars is either a meeting logged in HubSpot, another
+// calendar's copy of such a meeting (merged into it), or skipped for a
+// reason.
+type tally struct {
+	Events    int // event copies on the calendars
+	Calendars int
+	// Logged meetings are in HubSpot; Merged counts their copies on
+	// colleagues' calendars, which add nothing to HubSpot.
+	Logged, Merged int
+	// Skipped counts skipped event copies by reason.
+	Skipped map[string]int
+}
+
+func (t tally) skipped() int { return sumCounts(t.Skipped) }
+
+// adds reports whether every event is accounted for exactly once.
+func (t tally) adds() bool { return t.Events == t.Logged+t.Merged+t.skipped() }
+
+// headline is the summary's first line.
+func (t tally) headline() string {
+	return fmt.Sprintf("%d events on %d calendars → %d customer meetings logged once each in HubSpot (%d copies on colleagues' calendars merged), %d skipped",
+		t.Events, t.Calendars, t.Logged, t.Merged, t.skipped())
+}
+
+// Reasons a copy is skipped, in words, by the rule (or the pipeline's own
+// reason) that decided.
+var skipWords = map[string]string{
+	rules.DefaultRuleName:          "no one from a company in HubSpot: colleagues only, personal e-mail, or a company HubSpot does not have",
+	"skip-all-day":                 "all-day entries",
+	"skip-non-default-event-type":  "out of office, focus time and similar entries",
+	"skip-declined-by-owner":       "declined by the employee",
+	"skip-private":                 "marked private",
+	"skip-cancelled-before-logged": "cancelled before they were logged",
+	"cancelled":                    "cancelled before they were logged",
+	"outside-window":               "outside the sync window (RAPPORT_BACKFILL, RAPPORT_LOOKAHEAD)",
+	unrecorded:                     "cancelled before they were logged",
+}
+
+// unrecorded: the events Rapport read and kept nothing of (an event
+// cancelled before any of its copies was logged leaves no ledger entry).
+const unrecorded = "(unrecorded)"
+
+func skipReason(rule string) string {
+	if w, ok := skipWords[rule]; ok {
+		return w
+	}
+	for _, r := range rules.Default().Rules() {
+		if r.Name == rule && r.Reason != "" {
+			return r.Reason
+		}
+	}
+	return "rule " + rule
+}
+
+// tallyOf counts the ledger's meetings and their copies against the events
+// on the calendars.
+func tallyOf(events, calendars int, details []pipeline.MeetingDetail) tally {
+	t := tally{Events: events, Calendars: calendars, Skipped: map[string]int{}}
+	recorded := 0
+	for _, d := range details {
+		recorded += len(d.Copies)
+		switch d.State {
+		case "logged", "cancelled":
+			t.Logged++
+			t.Merged += max(0, len(d.Copies)-1)
+		default:
+			for _, c := range d.Copies {
+				rule := c.Rule
+				if rule == "" {
+					rule = d.Rule
+				}
+				t.Skipped[skipReason(rule)]++
+			}
+		}
+	}
+	if n := events - recorded; n != 0 {
+		t.Skipped[skipReason(unrecorded)] += n
+	}
+	return t
 }
 
 // summary prints what the initial sync did.
@@ -151,24 +237,32 @@ func (d *demo) summary(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	meetings := sim.hub.Meetings()
-	states := map[string]int{}
-	skipped := map[string]int{}
-	for _, m := range entries {
-		states[m.State]++
-		if m.State == "skipped" {
-			skipped[m.Rule]++
-		}
+	details, err := d.details(ctx, entries)
+	if err != nil {
+		return err
 	}
+	meetings := sim.hub.Meetings()
+	t := tallyOf(smp.TotalEvents(), len(smp.Employees), details)
+
 	fmt.Fprintln(out, "Summary")
-	fmt.Fprintf(out, "  events seen        %d event copies on %d calendars, %d distinct meetings in the ledger (%.0f decisions, counting re-reads after write-back)\n",
-		smp.TotalEvents(), len(smp.Employees), len(entries), metric(sim.app.Registry, "rapport_events_total", nil))
-	fmt.Fprintf(out, "  meetings logged    %d in HubSpot (expected %d); ledger: %s\n", len(meetings), smp.Expected, formatCounts(states))
-	if len(meetings) != smp.Expected {
-		d.problem("HubSpot holds %d meetings, the sample should have produced %d", len(meetings), smp.Expected)
+	fmt.Fprintf(out, "  %s:\n", t.headline())
+	for _, kv := range topCounts(t.Skipped, len(t.Skipped)) {
+		fmt.Fprintf(out, "    %4d  %s\n", kv.n, kv.key)
+	}
+	verdict := "every event accounted for once"
+	if !t.adds() {
+		verdict = "DOES NOT ADD UP"
+		d.problem("%d events on the calendars, but %d logged + %d merged + %d skipped = %d", t.Events, t.Logged, t.Merged, t.skipped(), t.Logged+t.Merged+t.skipped())
+	}
+	fmt.Fprintf(out, "  %d + %d + %d = %d events: %s\n", t.Logged, t.Merged, t.skipped(), t.Logged+t.Merged+t.skipped(), verdict)
+	if len(meetings) != t.Logged || len(meetings) != smp.Expected {
+		d.problem("HubSpot holds %d meetings, Rapport logged %d, the sample should have produced %d", len(meetings), t.Logged, smp.Expected)
+	}
+	if n := smp.Events[kindCancelled]; t.Skipped[skipReason(unrecorded)] != n {
+		d.problem("%d events left no trace in Rapport, but the sample holds %d cancelled before logging", t.Skipped[skipReason(unrecorded)], n)
 	}
 	if dups := duplicates(meetings); len(dups) > 0 {
-		d.problem("%d meeting keys are logged more than once in HubSpot", len(dups))
+		d.problem("%d meetings are logged more than once in HubSpot", len(dups))
 	}
 
 	perCompany := map[string]int{}
@@ -177,36 +271,40 @@ func (d *demo) summary(ctx context.Context) error {
 			perCompany[id]++
 		}
 	}
-	top := topCounts(perCompany, 8)
-	fmt.Fprintf(out, "  per company        %d companies have meetings; the most:\n", len(perCompany))
-	for _, kv := range top {
+	fmt.Fprintf(out, "  On the timelines of %d companies; the most meetings:\n", len(perCompany))
+	for _, kv := range topCounts(perCompany, 5) {
 		name := kv.key
 		if c := smp.company(kv.key); c != nil {
 			name = c.Name
 		}
-		fmt.Fprintf(out, "                       %-32s %3d\n", name, kv.n)
+		fmt.Fprintf(out, "    %4d  %s\n", kv.n, name)
 	}
 
-	reasons := map[string]string{rules.DefaultRuleName: "no rule matched: no external attendee of a CRM company", "outside-window": "outside the backfill and lookahead window", "cancelled": "the event was cancelled or deleted"}
-	for _, r := range rules.Default().Rules() {
-		reasons[r.Name] = r.Reason
-	}
-	fmt.Fprintln(out, "  skipped, by rule")
-	for _, kv := range topCounts(skipped, len(skipped)) {
-		fmt.Fprintf(out, "                       %-30s %3d  %s\n", kv.key, kv.n, reasons[kv.key])
-	}
-
-	gcalls := sim.google.Calls()
-	gtotal := sumCounts(gcalls)
-	fmt.Fprintf(out, "  Google calls       %d (%.2f per event): %s\n", gtotal, float64(gtotal)/float64(max(1, smp.TotalEvents())), formatCounts(gcalls))
+	gtotal := sumCounts(sim.google.Calls())
 	hcalls := sim.hub.Calls()
 	htotal := sumCounts(hcalls)
 	setup := hcalls["account.details"] + hcalls["properties.get"] + hcalls["properties.create"] + hcalls["companies.list"] + hcalls["owners.list"]
-	fmt.Fprintf(out, "  HubSpot calls      %d (%.3f per logged meeting; %d of them set-up and company index, %d writing %d meetings), %d answered 429\n",
-		htotal, float64(htotal)/float64(max(1, len(meetings))), setup, htotal-setup, len(meetings), sim.hub.RateLimited())
-	fmt.Fprint(out, wrap(formatCounts(hcalls), 110, "                     "))
+	fmt.Fprintf(out, "  API budget spent: %d HubSpot calls for %d meetings (%d to set up and read the companies, %d to look up contacts and write meetings), %d Google Calendar calls\n",
+		htotal, len(meetings), setup, htotal-setup, gtotal)
+	if n := sim.hub.RateLimited(); n > 0 {
+		fmt.Fprintf(out, "  HubSpot asked Rapport to slow down %d times (rate limit); Rapport waited and retried\n", n)
+	}
 	fmt.Fprintln(out)
 	return nil
+}
+
+// details fetches every ledger entry's copies through the admin API, a
+// few at a time.
+func (d *demo) details(ctx context.Context, entries []pipeline.MeetingEntry) ([]pipeline.MeetingDetail, error) {
+	out := make([]pipeline.MeetingDetail, len(entries))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, e := range entries {
+		g.Go(func() error {
+			return d.sim.admin(gctx, "GET", "/admin/workspaces/"+d.sim.ws+"/meetings/"+url.PathEscape(e.Key), nil, &out[i])
+		})
+	}
+	return out, g.Wait()
 }
 
 // change is one scripted live change.
@@ -336,7 +434,7 @@ func (d *demo) liveChanges(ctx context.Context) error {
 		})
 	}
 
-	fmt.Fprintln(out, "Live changes (fake Google → webhook → queue → fake HubSpot; latency from the change until HubSpot shows it)")
+	fmt.Fprintln(out, "Live changes (made in the simulated Google Calendar, which notifies Rapport; the time until HubSpot shows each)")
 	if len(changes) < 4 {
 		d.problem("the sample has too few future customer meetings for the scripted changes (%d of 4)", len(changes))
 	}
@@ -402,16 +500,14 @@ func (d *demo) finalChecks(ctx context.Context) {
 			d.problem("meeting %s is %s: %s", m.Key[:12], m.State, m.LastError)
 		}
 	}
-	if n := sim.hub.RateLimited(); n > 0 {
-		fmt.Fprintf(d.out, "  note: the fake HubSpot answered %d requests with 429 (retried)\n", n)
-	}
 	if len(d.problems) == 0 {
 		fmt.Fprintln(d.out, "Checks: no duplicate meetings, no dead letters, no sync errors, every change reflected.")
 	}
 }
 
-// stayUp prints where to look while the demo keeps running.
-func (d *demo) stayUp() {
+// whereToLook prints the addresses to open in a browser or with curl.
+// With --once they stop answering when the demo exits.
+func (d *demo) whereToLook(once bool) {
 	sim, out := d.sim, d.out
 	perCompany := map[string]int{}
 	for _, m := range sim.hub.Meetings() {
@@ -419,7 +515,11 @@ func (d *demo) stayUp() {
 			perCompany[id]++
 		}
 	}
-	fmt.Fprintln(out, "\nRapport keeps running on the demo data; Ctrl-C stops it.")
+	if once {
+		fmt.Fprintln(out, "\nWhere to look (these answer while the demo runs: `make demo` or `rapport demo` keeps it running)")
+	} else {
+		fmt.Fprintln(out, "\nRapport keeps running on the demo data; Ctrl-C stops it. Where to look:")
+	}
 	fmt.Fprintf(out, "  admin API     %s/admin/workspaces/%s\n", sim.base, sim.ws)
 	fmt.Fprintf(out, "  admin token   %s\n", sim.token)
 	fmt.Fprintf(out, "                curl -H 'Authorization: Bearer %s' '%s/admin/workspaces/%s/meetings?state=logged'\n", sim.token, sim.base, sim.ws)

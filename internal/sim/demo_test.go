@@ -8,13 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/rapportsync/rapport/internal/testenv"
 	"github.com/rapportsync/rapport/migrations"
+	"github.com/rapportsync/rapport/pipeline"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -48,10 +52,82 @@ func TestDemoOnce(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rapport demo --once exited %d\nstderr:\n%s\nstdout:\n%s", code, stderr.String(), out)
 	}
-	for _, want := range []string{"meetings logged", "skipped, by rule", "reschedule", "cancellation", "new meeting", "second company", "every check passed"} {
+	for _, want := range []string{"customer meetings logged once each in HubSpot", "every event accounted for once", "reschedule", "cancellation",
+		"new meeting", "second company", "every check passed", "Where to look", "/admin/workspaces/", "/timeline/companies/"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out)
 		}
+	}
+	checkSummaryAddsUp(t, out)
+}
+
+var (
+	headlineRE = regexp.MustCompile(`(\d+) events on (\d+) calendars → (\d+) customer meetings logged once each in HubSpot \((\d+) copies on colleagues' calendars merged\), (\d+) skipped:\n((?:    +\d+  .*\n)+)`)
+	reasonRE   = regexp.MustCompile(`(?m)^ +(\d+)  (.*)$`)
+)
+
+// checkSummaryAddsUp reads the summary as a person would and checks its
+// sums: every event is a logged meeting, a merged copy or a skipped one,
+// and the reasons add up to the skipped.
+func checkSummaryAddsUp(t *testing.T, out string) {
+	t.Helper()
+	m := headlineRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary headline with its reasons in the output:\n%s", out)
+	}
+	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+	events, calendars, logged, merged, skipped := n(1), n(2), n(3), n(4), n(5)
+	if calendars != 5 || logged == 0 || merged == 0 || skipped == 0 {
+		t.Errorf("summary %q: want 5 calendars and some of each kind", m[0])
+	}
+	if logged+merged+skipped != events {
+		t.Errorf("summary does not add up: %d logged + %d merged + %d skipped != %d events", logged, merged, skipped, events)
+	}
+	sum := 0
+	for _, r := range reasonRE.FindAllStringSubmatch(m[6], -1) {
+		v, _ := strconv.Atoi(r[1])
+		sum += v
+	}
+	if sum != skipped {
+		t.Errorf("the reasons add up to %d, the headline says %d skipped:\n%s", sum, skipped, m[6])
+	}
+}
+
+// TestTallyAccountsForEveryEvent: a meeting's copies beyond the first are
+// merged when it is logged, and skipped by their own rule when it is not;
+// events that left no entry are cancelled before logging.
+func TestTallyAccountsForEveryEvent(t *testing.T) {
+	copies := func(rules ...string) []pipeline.MeetingCopy {
+		var out []pipeline.MeetingCopy
+		for _, r := range rules {
+			out = append(out, pipeline.MeetingCopy{Rule: r})
+		}
+		return out
+	}
+	detail := func(state, rule string, cs []pipeline.MeetingCopy) pipeline.MeetingDetail {
+		return pipeline.MeetingDetail{MeetingEntry: pipeline.MeetingEntry{State: state, Rule: rule}, Copies: cs}
+	}
+	got := tallyOf(12, 3, []pipeline.MeetingDetail{
+		detail("logged", "customer-meeting", copies("customer-meeting", "customer-meeting", "skip-declined-by-owner")),
+		detail("logged", "customer-meeting", copies("customer-meeting")),
+		detail("cancelled", "cancel-logged", copies("cancel-logged", "cancel-logged")),
+		detail("skipped", "default", copies("default", "default")),
+		detail("skipped", "skip-private", copies("skip-private")),
+		detail("skipped", "default", copies("")),
+	})
+	want := tally{Events: 12, Calendars: 3, Logged: 3, Merged: 3, Skipped: map[string]int{
+		skipReason("default"): 3, skipReason("skip-private"): 1, skipReason(unrecorded): 2}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tally (-want +got):\n%s", diff)
+	}
+	if !got.adds() {
+		t.Errorf("%+v does not add up", got)
+	}
+	if skipReason(unrecorded) != skipReason("skip-cancelled-before-logged") {
+		t.Error("an event that left no entry and one the rule skipped as cancelled are told apart")
+	}
+	if bad := (tally{Events: 5, Logged: 1, Merged: 1, Skipped: map[string]int{"x": 1}}); bad.adds() {
+		t.Error("a tally short of two events adds up")
 	}
 }
 

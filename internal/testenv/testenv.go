@@ -1,8 +1,12 @@
-// Package testenv gives tests the real services CI has: a fresh PostgreSQL
-// database per test binary, migrated, from TEST_DATABASE_URL (default: the
-// local server), dropped afterwards; and a Redis database index per test
-// binary. Test binaries call Main from TestMain so that what they created is
-// released when they finish.
+// Package testenv gives tests the real services CI has, without touching
+// anyone's data: a fresh PostgreSQL database per test binary, migrated,
+// named rapport_test_*, on the server of TEST_DATABASE_URL (default: the
+// local one), dropped afterwards; and Redis, from a private redis-server
+// this binary starts when redis-server is on PATH, else from a dedicated
+// range of database indexes on the shared server, each marked as the
+// tests' and refused when it holds anything else (see redis.go). Test
+// binaries call Main from TestMain so that what they created is released
+// when they finish.
 package testenv
 
 import (

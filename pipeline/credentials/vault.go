@@ -128,6 +128,14 @@ func New(cfg Config) (*Vault, error) {
 // and its last error cleared. When tok carries no refresh token (Google omits
 // it on a repeated consent), the stored one is kept.
 func (v *Vault) Put(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token) (string, error) {
+	return v.PutWith(ctx, workspaceID, provider, account, tok, nil)
+}
+
+// PutWith is Put that also runs then, when set, in the transaction that
+// stores the tokens, with the connection's id: what then writes (an
+// import's calendars) is committed with the connection or not at all.
+func (v *Vault) PutWith(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token,
+	then func(ctx context.Context, tx *ledger.Tx, connID string) error) (string, error) {
 	if tok == nil || (tok.AccessToken == "" && tok.RefreshToken == "") {
 		return "", errors.New("put credentials: no access or refresh token")
 	}
@@ -137,7 +145,7 @@ func (v *Vault) Put(ctx context.Context, workspaceID, provider, account string, 
 	// A concurrent Put of the same account may insert between our insert
 	// and our select; a second round then finds its row.
 	for range 3 {
-		id, err := v.put(ctx, workspaceID, provider, account, tok)
+		id, err := v.put(ctx, workspaceID, provider, account, tok, then)
 		if !errors.Is(err, errRaced) {
 			return id, err
 		}
@@ -147,7 +155,8 @@ func (v *Vault) Put(ctx context.Context, workspaceID, provider, account string, 
 
 var errRaced = errors.New("raced")
 
-func (v *Vault) put(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token) (string, error) {
+func (v *Vault) put(ctx context.Context, workspaceID, provider, account string, tok *oauth2.Token,
+	then func(context.Context, *ledger.Tx, string) error) (string, error) {
 	tx, err := v.ledger.Begin(ctx)
 	if err != nil {
 		return "", fmt.Errorf("put credentials: %w", err)
@@ -168,6 +177,11 @@ func (v *Vault) put(ctx context.Context, workspaceID, provider, account string, 
 		return "", fmt.Errorf("put %s credentials of workspace %s: %w", provider, workspaceID, dbError(err))
 	}
 	if inserted {
+		if then != nil {
+			if err := then(ctx, tx, id); err != nil {
+				return "", err
+			}
+		}
 		if err := tx.Commit(ctx); err != nil {
 			return "", fmt.Errorf("put credentials: %w", err)
 		}
@@ -197,6 +211,11 @@ func (v *Vault) put(ctx context.Context, workspaceID, provider, account string, 
 	}
 	if err := tx.StoreToken(ctx, old.ID, keyID, ct, expiresAt(tok), true); err != nil {
 		return "", fmt.Errorf("put credentials of connection %s: %w", old.ID, err)
+	}
+	if then != nil {
+		if err := then(ctx, tx, old.ID); err != nil {
+			return "", err
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return "", fmt.Errorf("put credentials of connection %s: %w", old.ID, err)

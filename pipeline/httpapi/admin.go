@@ -1,9 +1,6 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,77 +8,6 @@ import (
 
 	"github.com/rapportsync/rapport/pipeline"
 )
-
-// adminAuth lets a request through when it carries the admin token:
-// "Authorization: Bearer TOKEN". The Asynq web UI, which a browser opens,
-// also takes HTTP Basic with the token as password, so the browser's own
-// login prompt works there. With no token configured everything is refused.
-func (s *Server) adminAuth(next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(s.cfg.AdminToken))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ui := r.URL.Path == queuesRoot || strings.HasPrefix(r.URL.Path, queuesRoot+"/")
-		if ui {
-			w.Header().Set("WWW-Authenticate", `Basic realm="rapport admin", charset="UTF-8"`)
-		} else {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="rapport admin"`)
-		}
-		if s.cfg.AdminToken == "" {
-			writeError(w, http.StatusUnauthorized, "admin_disabled",
-				"the admin API is disabled: set RAPPORT_ADMIN_TOKEN")
-			return
-		}
-		got, ok := adminCredential(r, ui)
-		if !ok {
-			writeError(w, http.StatusUnauthorized, "unauthorized",
-				"missing credentials: send Authorization: Bearer $RAPPORT_ADMIN_TOKEN")
-			return
-		}
-		// Hashing first makes the comparison constant-time in the length too.
-		sum := sha256.Sum256([]byte(got))
-		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "wrong admin token")
-			return
-		}
-		w.Header().Del("WWW-Authenticate")
-		next.ServeHTTP(w, r)
-	})
-}
-
-// isAdmin reports whether a request carries the admin token as a bearer
-// credential (outside the admin routes, which adminAuth guards).
-func (s *Server) isAdmin(r *http.Request) bool {
-	if s.cfg.AdminToken == "" {
-		return false
-	}
-	got, ok := adminCredential(r, false)
-	if !ok {
-		return false
-	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.AdminToken))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
-
-// adminCredential extracts the presented token.
-func adminCredential(r *http.Request, basicOK bool) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, cred, ok := strings.Cut(h, " ")
-	if !ok {
-		return "", false
-	}
-	cred = strings.TrimSpace(cred)
-	switch {
-	case strings.EqualFold(scheme, "Bearer") && cred != "":
-		return cred, true
-	case basicOK && strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(cred)
-		if err != nil {
-			return "", false
-		}
-		_, pass, ok := strings.Cut(string(raw), ":")
-		return pass, ok && pass != ""
-	}
-	return "", false
-}
 
 type workspaceRequest struct {
 	Name            string   `json:"name"`
@@ -185,6 +111,14 @@ func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait {
+		release, ok := s.tryReconcileSlot()
+		if !ok {
+			w.Header().Set("Retry-After", syncReconcileRetry)
+			writeError(w, http.StatusTooManyRequests, "too_many_requests",
+				"as many reconciliations as allowed are running with wait=true; try again later, or start one without wait and poll its report")
+			return
+		}
+		defer release()
 		rep, err := s.svc.RunReconcile(r.Context(), req)
 		if err != nil {
 			s.fail(w, r, "reconcile", err)
@@ -272,7 +206,7 @@ func (s *Server) meeting(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "meeting", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusOK, meetingResponse{MeetingDetail: m, Explanation: explainTrace(m.Trace)})
 }
 
 func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {

@@ -2,8 +2,12 @@
 // webhooks (verify, enqueue through the Service, answer at once — never do
 // the work inline), the OAuth connect flows for Google and HubSpot (signed,
 // expiring state bound to the workspace, PKCE S256), the admin API of
-// CONTRACT.md behind a constant-time bearer check, the Asynq web UI at
-// /admin/queues/, /metrics, /healthz and /readyz.
+// CONTRACT.md behind a constant-time bearer check, the operator console
+// (server-rendered pages under /admin/console/ with a signed session
+// cookie and CSRF tokens; console.go, auth.go), the Asynq web UI at
+// /admin/queues/, /metrics, /healthz and /readyz. Every /admin/ answer
+// carries anti-framing and no-sniff headers, and every state-changing
+// /admin/ request must come from the public URL's origin.
 //
 // It owns no state: everything goes through the Service interface, which the
 // pipeline implements. Request bodies are size-limited and decoded strictly;

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	scrub "github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -88,11 +89,11 @@ func (s *Server) oauthNames() []string {
 // signed state bound to the workspace and a PKCE S256 challenge. A flow
 // starts only from a connect link the admin API issued (signed, single
 // use, expiring, bound to the workspace and provider) or from an admin
-// (the bearer token): whoever knows a workspace id must not attach an
-// account to it. The PKCE verifier stays in this browser: an HttpOnly,
-// SameSite=Lax cookie scoped to /oauth/{provider}/ and named after the
-// flow's nonce, so a code and state leaked from the redirect cannot be
-// redeemed from another browser.
+// (the bearer token or a console session): whoever knows a workspace id
+// must not attach an account to it. The PKCE verifier stays in this
+// browser: an HttpOnly, SameSite=Lax cookie scoped to /oauth/{provider}/
+// and named after the flow's nonce, so a code and state leaked from the
+// redirect cannot be redeemed from another browser.
 func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 	provider, op, ok := s.oauthConfig(w, r)
 	if !ok {
@@ -178,11 +179,16 @@ func (s *Server) createConnectLink(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "create connect link", err)
 		return
 	}
-	token := s.sign(purposeLink, linkClaims{ID: l.ID, Workspace: l.WorkspaceID, Provider: l.Provider, Expires: l.ExpiresAt.Unix()})
-	u := s.cfg.PublicURL + "/oauth/" + l.Provider + "/start?" + url.Values{"workspace": {ws}, "link": {token}}.Encode()
 	s.log.InfoContext(r.Context(), "connect link issued", slog.String("request_id", RequestID(r.Context())),
 		slog.String("workspace_id", ws), slog.String("provider", l.Provider), slog.String("link_id", l.ID))
-	writeJSON(w, http.StatusCreated, connectLinkResponse{ID: l.ID, URL: u, Provider: l.Provider, ExpiresAt: l.ExpiresAt})
+	writeJSON(w, http.StatusCreated, s.connectLink(l))
+}
+
+// connectLink signs an issued link into the URL of the OAuth start.
+func (s *Server) connectLink(l pipeline.ConnectLink) connectLinkResponse {
+	token := s.sign(purposeLink, linkClaims{ID: l.ID, Workspace: l.WorkspaceID, Provider: l.Provider, Expires: l.ExpiresAt.Unix()})
+	u := s.cfg.PublicURL + "/oauth/" + l.Provider + "/start?" + url.Values{"workspace": {l.WorkspaceID}, "link": {token}}.Encode()
+	return connectLinkResponse{ID: l.ID, URL: u, Provider: l.Provider, ExpiresAt: l.ExpiresAt}
 }
 
 // linkClaims is what a connect link's token carries, signed.
@@ -294,7 +300,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		account, err := op.Account(ctx, tok)
 		if err != nil {
 			s.log.ErrorContext(ctx, "token response names no account", slog.String("request_id", RequestID(ctx)),
-				slog.String("workspace_id", st.Workspace), slog.String("provider", provider), slog.String("error", err.Error()))
+				slog.String("workspace_id", st.Workspace), slog.String("provider", provider), slog.String("error", scrub.Scrub(err.Error())))
 			writeError(w, http.StatusBadGateway, "no_account", fmt.Sprintf("%s did not say which account signed in", op.Title))
 			return
 		}

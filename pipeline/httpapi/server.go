@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rapportsync/rapport/calendar"
+	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -98,6 +100,13 @@ type Config struct {
 	MaxBodyBytes int64
 	// HTTPClient exchanges OAuth codes (a client with a 30 s timeout).
 	HTTPClient *http.Client
+	// Console is what the operator console reads beyond Service (the
+	// workspaces, the meeting search, the rules). Nil: those pages answer
+	// 503; the others work.
+	Console Console
+	// MaxSyncReconciles bounds the reconciliations run synchronously
+	// (POST /admin/reconcile?wait=true) at once; more answer 429 (2).
+	MaxSyncReconciles int
 }
 
 func (c *Config) withDefaults() {
@@ -115,6 +124,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.MaxSyncReconciles <= 0 {
+		c.MaxSyncReconciles = 2
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 }
@@ -143,6 +155,12 @@ type Server struct {
 	handler http.Handler
 	queues  *asynqmon.HTTPHandler
 	metrics *httpMetrics
+	// sessions holds the console's revoked sessions and wrong-token
+	// buckets; pages its templates.
+	sessions *sessions
+	pages    map[string]*template.Template
+	// reconcileSlots holds a token per running synchronous reconciliation.
+	reconcileSlots chan struct{}
 }
 
 // New returns the HTTP handler of `rapport serve`. The handler is a *Server;
@@ -152,7 +170,8 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, clock: cfg.Clock}
+	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, clock: cfg.Clock, sessions: newSessions(), pages: consolePages(),
+		reconcileSlots: make(chan struct{}, cfg.MaxSyncReconciles)}
 	if len(s.cfg.StateKey) == 0 {
 		s.cfg.StateKey = make([]byte, 32)
 		if _, err := rand.Read(s.cfg.StateKey); err != nil {
@@ -222,17 +241,19 @@ func (s *Server) routes() http.Handler {
 	admin.HandleFunc("POST /admin/dead-letters/{id}/retry", s.retryDeadLetter)
 	admin.HandleFunc("POST /admin/keys/rotate", s.rotateKeys)
 	admin.Handle(queuesRoot+"/", s.queuesUI())
+	s.consoleRoutes(admin)
 
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", s.adminAuth(jsonErrors(admin)))
+	mux.Handle("/admin/", s.adminHeaders(s.adminAuth(jsonErrors(admin))))
 	mux.HandleFunc("POST /webhooks/{provider}", s.providerWebhook)
 	mux.HandleFunc("POST /webhooks/{provider}/{rest...}", s.providerWebhook)
 	mux.HandleFunc("GET /oauth/{provider}/start", s.oauthStart)
 	mux.HandleFunc("GET /oauth/{provider}/callback", s.oauthCallback)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", root)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	return s.observe(jsonErrors(mux))
+	return s.observe(cleanInput(jsonErrors(mux)))
 }
 
 func (s *Server) queuesUI() http.Handler {
@@ -246,6 +267,17 @@ func (s *Server) queuesUI() http.Handler {
 	return s.queues
 }
 
+// root tells whoever opens the server's address where to go.
+func root(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, `<!doctype html><title>Rapport</title><h1>Rapport</h1>
+<p>Rapport logs customer meetings from employees' calendars in HubSpot.</p>
+<ul><li><a href="/admin/">Console</a> (sign in with the admin token)</li>
+<li><a href="/healthz">Health</a> and <a href="/readyz">readiness</a></li>
+<li><a href="/metrics">Metrics</a> (Prometheus)</li></ul>
+`)
+}
+
 func healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "ok\n")
@@ -256,7 +288,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.svc.Ready(ctx); err != nil {
 		s.log.WarnContext(ctx, "not ready", slog.String("request_id", RequestID(ctx)), slog.String("error", err.Error()))
-		writeError(w, http.StatusServiceUnavailable, "not_ready", "not ready: "+err.Error())
+		// What failed (user, database, host) is for the admin only.
+		msg := "not ready"
+		if s.isAdmin(r) {
+			msg += ": " + err.Error()
+		}
+		writeError(w, http.StatusServiceUnavailable, "not_ready", msg)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -457,7 +494,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err err
 		return
 	}
 	id := RequestID(r.Context())
-	s.log.ErrorContext(r.Context(), op+" failed", slog.String("request_id", id), slog.String("error", err.Error()))
+	s.log.ErrorContext(r.Context(), op+" failed", slog.String("request_id", id), slog.String("error", provider.Scrub(err.Error())))
 	writeError(w, status, code, fmt.Sprintf("%s failed: internal error (request %s)", op, id))
 }
 
@@ -475,7 +512,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, fmt.Errorf("%w: limit %d bytes", errTooLarge, s.cfg.MaxBodyBytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadBody, err)
+		// The read error names the sockets (read tcp a->b: i/o timeout):
+		// not for the caller.
+		return nil, fmt.Errorf("%w: the body could not be read", errBadBody)
 	}
 	return b, nil
 }
@@ -498,7 +537,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: data after the JSON value", errBadBody)
 	}
-	return nil
+	return checkText(body, v)
 }
 
 // bodyError answers a readBody or decode error.

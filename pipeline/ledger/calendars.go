@@ -97,6 +97,26 @@ func (s *Store) RegisterCalendar(ctx context.Context, ws, connID, calendarID str
 	return id, nil
 }
 
+// RegisterCalendars adds a connection's calendars in one statement, or
+// makes known ones active again, inside the transaction that stores the
+// connection: an import registers all of its calendars or none. It returns
+// the row ids in the order of calendarIDs (which must be distinct).
+func (t *Tx) RegisterCalendars(ctx context.Context, ws, connID string, calendarIDs []string) ([]string, error) {
+	rows, err := t.tx.Query(ctx, `WITH registered AS (
+		INSERT INTO calendars (workspace_id, connection_id, calendar_id) SELECT $1, $2, unnest($3::text[])
+		ON CONFLICT (connection_id, calendar_id) DO UPDATE SET status = 'active' RETURNING id::text, calendar_id)
+		SELECT r.id FROM registered r JOIN unnest($3::text[]) WITH ORDINALITY AS want(calendar_id, n) ON want.calendar_id = r.calendar_id ORDER BY want.n`,
+		ws, connID, calendarIDs)
+	if err != nil {
+		return nil, fmt.Errorf("register calendars: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("register calendars: %w", err)
+	}
+	return out, nil
+}
+
 // CalendarFilter narrows a list of calendars to sync.
 type CalendarFilter struct {
 	WorkspaceID  string
@@ -171,9 +191,13 @@ func (s *Store) SetCalendarStatus(ctx context.Context, id string, st plan.Calend
 
 // MarkGone marks a calendar gone (the provider answered it no longer
 // exists) and reports whether it was not gone before: the caller records
-// one dead letter, not one per sync.
+// one dead letter, not one per sync. Its push channel and cursor went with
+// the calendar: they are cleared, so a re-import opens a new channel and
+// lists the calendar afresh.
 func (s *Store) MarkGone(ctx context.Context, id, msg string) (bool, error) {
-	tag, err := s.db.Exec(ctx, `UPDATE calendars SET status = 'gone', last_error = $2 WHERE id = $1 AND status <> 'gone'`, id, Truncate(msg, 500))
+	tag, err := s.db.Exec(ctx, `UPDATE calendars SET status = 'gone', last_error = $2, cursor = NULL,
+		channel_id = NULL, channel_resource_id = NULL, channel_token_hash = NULL, channel_expires_at = NULL
+		WHERE id = $1 AND status <> 'gone'`, id, Truncate(msg, 500))
 	if err != nil {
 		return false, fmt.Errorf("mark calendar %s gone: %w", id, err)
 	}

@@ -105,7 +105,8 @@ func (t *Tx) LockExisting(ctx context.Context, ws string, keys []string) (map[st
 
 // Copies reads the copies of meetings, by meeting id.
 func (t *Tx) Copies(ctx context.Context, meetingIDs []int64) (map[int64][]plan.Copy, error) {
-	rows, err := t.tx.Query(ctx, `SELECT meeting_id, calendar_id, event_id, status, organizer_copy, action, rule, coalesce(etag, ''), coalesce(linked_crm_id, ''), rescheduled
+	rows, err := t.tx.Query(ctx, `SELECT meeting_id, calendar_id, event_id, status, organizer_copy, action, rule, coalesce(etag, ''), coalesce(linked_crm_id, ''), rescheduled,
+		booking, coalesce(external_event_id, ''), coalesce(match_hash, '')
 		FROM meeting_copies WHERE meeting_id = ANY($1)`, meetingIDs)
 	if err != nil {
 		return nil, fmt.Errorf("read copies: %w", err)
@@ -113,7 +114,8 @@ func (t *Tx) Copies(ctx context.Context, meetingIDs []int64) (map[int64][]plan.C
 	out := map[int64][]plan.Copy{}
 	var mid int64
 	var c plan.Copy
-	_, err = pgx.ForEachRow(rows, []any{&mid, &c.CalendarID, &c.EventID, &c.Status, &c.Organizer, &c.Action, &c.Rule, &c.ETag, &c.LinkedCRMID, &c.Rescheduled}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&mid, &c.CalendarID, &c.EventID, &c.Status, &c.Organizer, &c.Action, &c.Rule, &c.ETag, &c.LinkedCRMID, &c.Rescheduled,
+		&c.Booking, &c.ExternalEventID, &c.MatchHash}, func() error {
 		out[mid] = append(out[mid], c)
 		return nil
 	})
@@ -143,13 +145,17 @@ func (t *Tx) RecordDecisions(ctx context.Context, ds []Decision, now time.Time) 
 	b := &pgx.Batch{}
 	for _, d := range ds {
 		c := d.Copy
-		b.Queue(`INSERT INTO meeting_copies (calendar_id, event_id, meeting_id, status, organizer_copy, action, rule, etag, linked_crm_id, rescheduled, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), $10, $11)
+		b.Queue(`INSERT INTO meeting_copies (calendar_id, event_id, meeting_id, status, organizer_copy, action, rule, etag, linked_crm_id, rescheduled,
+				booking, external_event_id, match_hash, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), $10, $11, nullif($12, ''), nullif($13, ''), $14)
 			ON CONFLICT (calendar_id, event_id) DO UPDATE SET meeting_id = EXCLUDED.meeting_id, status = EXCLUDED.status,
 				organizer_copy = EXCLUDED.organizer_copy, action = EXCLUDED.action, rule = EXCLUDED.rule,
 				etag = coalesce(EXCLUDED.etag, meeting_copies.etag), linked_crm_id = coalesce(EXCLUDED.linked_crm_id, meeting_copies.linked_crm_id),
-				rescheduled = EXCLUDED.rescheduled, updated_at = EXCLUDED.updated_at`,
-			c.CalendarID, c.EventID, d.MeetingID, c.Status, c.Organizer, c.Action, c.Rule, nullString(c.ETag), c.LinkedCRMID, c.Rescheduled, now)
+				rescheduled = EXCLUDED.rescheduled, booking = EXCLUDED.booking,
+				external_event_id = coalesce(EXCLUDED.external_event_id, meeting_copies.external_event_id),
+				match_hash = coalesce(EXCLUDED.match_hash, meeting_copies.match_hash), updated_at = EXCLUDED.updated_at`,
+			c.CalendarID, c.EventID, d.MeetingID, c.Status, c.Organizer, c.Action, c.Rule, nullString(c.ETag), c.LinkedCRMID, c.Rescheduled,
+			c.Booking, c.ExternalEventID, c.MatchHash, now)
 		var trace []byte
 		if d.RecordDecision {
 			trace, _ = json.Marshal(d.Trace)
@@ -213,6 +219,7 @@ type WriteOutcome struct {
 // RecordWrites stores the outcome of a write batch.
 func (s *Store) RecordWrites(ctx context.Context, o WriteOutcome, now time.Time) error {
 	b := &pgx.Batch{}
+	queueHistory(b, o, now) // the console's write history (console.go)
 	for id, crmID := range o.Adopted {
 		b.Queue(`UPDATE meetings SET crm_meeting_id = $2, state = 'logged', attempt_id = NULL, owned_hash = NULL, updated_at = $3 WHERE id = $1`, id, crmID, now)
 	}

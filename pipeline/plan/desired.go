@@ -61,7 +61,7 @@ func DesiredOf(key string, ev *calendar.Event, d *rules.Decision, now time.Time)
 			crm.PropLocation:    ev.Location,
 			crm.PropExternalURL: ev.ConferenceURL,
 			crm.PropOutcome:     outcome,
-			crm.PropBody:        ev.Description,
+			crm.PropBody:        body(ev),
 		},
 		ICalUID:       ev.ICalUID,
 		ContactEmails: slices.Clone(d.ContactEmails),
@@ -206,4 +206,49 @@ func Drifted(own Ownership, w Desired, m crm.Meeting) bool {
 		}
 	}
 	return false
+}
+
+// body is the meeting's description: the event's, followed by a booking's
+// answers to its questions. The CRM owns it after creation.
+func body(ev *calendar.Event) string {
+	if ev.Booking == nil || len(ev.Booking.Answers) == 0 {
+		return ev.Description
+	}
+	var b strings.Builder
+	b.WriteString(ev.Description)
+	for _, a := range ev.Booking.Answers {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(a.Question + ": " + a.Answer)
+	}
+	return b.String()
+}
+
+// MatchHash identifies a copy by its workspace, start instant and the
+// addresses of its organizer and attendees (rooms aside): a booking and
+// the calendar event it put on its host's calendar hash alike. Only the
+// hash is stored, never the addresses. Empty for a copy without them.
+func MatchHash(ws string, ev *calendar.Event) string {
+	if ev.Start.IsZero() {
+		return ""
+	}
+	var addrs []string
+	add := func(a calendar.Attendee) {
+		if e := strings.ToLower(strings.TrimSpace(a.Email)); e != "" && !a.Resource {
+			addrs = append(addrs, e)
+		}
+	}
+	add(ev.Organizer)
+	for _, a := range ev.Attendees {
+		add(a)
+	}
+	if len(addrs) < 2 {
+		return ""
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	h := sha256.New()
+	h.Write([]byte(ws + "\x00" + ev.Start.UTC().Format(time.RFC3339) + "\x00" + strings.Join(addrs, "\x00")))
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }

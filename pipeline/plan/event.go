@@ -43,6 +43,14 @@ type Copy struct {
 	// Rescheduled marks a copy cancelled because its booking was moved to
 	// a new one: gone, but the meeting lives on.
 	Rescheduled bool
+	// Booking marks a scheduling tool's booking (Calendly): for a booked
+	// meeting, the bookings decide whether it is cancelled.
+	Booking bool
+	// ExternalEventID is the calendar event a booking put on its host's
+	// calendar; MatchHash identifies a copy by its start and attendees.
+	// Both let a booking and its calendar copy meet as one meeting.
+	ExternalEventID string
+	MatchHash       string
 }
 
 // Window is the span of time Rapport logs meetings in.
@@ -57,8 +65,9 @@ func (w Window) Contains(start, end time.Time) bool {
 type EventInput struct {
 	Event *calendar.Event
 	Key   string
-	// CalendarID and Owner name the calendar the copy is on and whose it is.
-	CalendarID, Owner string
+	// Workspace, CalendarID and Owner name the workspace, the calendar the
+	// copy is on and whose it is.
+	Workspace, CalendarID, Owner string
 	// Meeting is the meeting's ledger row, locked; Copies all its copies as
 	// known so far (this page's earlier decisions included).
 	Meeting Meeting
@@ -120,9 +129,7 @@ func Minimal(version string) rules.Decision {
 
 // DecideEvent decides one copy, then its meeting: a meeting on several
 // calendars is one engagement, logged when any live copy says log, and
-// cancelled only when the organizer's copy is cancelled or no live copy
-// remains. A copy cancelled because its booking was rescheduled never
-// cancels the meeting: its new booking carries it on.
+// cancelled as cancelledBy says.
 func DecideEvent(in EventInput) EventPlan {
 	e := in.Event
 	row := in.Meeting
@@ -143,6 +150,11 @@ func DecideEvent(in EventInput) EventPlan {
 		CalendarID: in.CalendarID, EventID: e.ID, Status: status, Action: Action(d.Action), Rule: d.Rule, ETag: e.ETag,
 		Organizer:   !minimal && (e.Organizer.Self || strings.EqualFold(e.Organizer.Email, in.Owner)),
 		Rescheduled: status == CopyCancelled && e.Booking != nil && e.Booking.Rescheduled,
+		Booking:     e.Booking != nil,
+		MatchHash:   MatchHash(in.Workspace, e),
+	}
+	if e.Booking != nil {
+		this.ExternalEventID = e.Booking.CalendarEventID
 	}
 	cs := make([]Copy, 0, len(in.Copies)+1)
 	found := false
@@ -151,6 +163,8 @@ func DecideEvent(in EventInput) EventPlan {
 			if minimal {
 				this.Organizer = c.Organizer
 				this.Rescheduled = c.Rescheduled
+				this.Booking = c.Booking
+				this.ExternalEventID, this.MatchHash = c.ExternalEventID, c.MatchHash
 			}
 			this.LinkedCRMID = c.LinkedCRMID
 			if this.ETag == "" {
@@ -173,22 +187,7 @@ func DecideEvent(in EventInput) EventPlan {
 		}
 	}
 
-	var live, anyLog, orgCancelled, rescheduled bool
-	for _, c := range cs {
-		if c.Status == CopyCancelled {
-			if c.Rescheduled {
-				rescheduled = true
-				continue
-			}
-			orgCancelled = orgCancelled || c.Organizer
-			continue
-		}
-		live = true
-		anyLog = anyLog || c.Action == ActionLog
-	}
-	// A rescheduled booking's meeting waits for its new booking instead of
-	// being cancelled when no live copy remains.
-	cancelled := orgCancelled || (!live && !rescheduled)
+	cancelled, live, anyLog := cancelledBy(cs)
 
 	inWindow := minimal || in.Window.Contains(e.Start, e.End)
 	out := EventPlan{Copy: this, Copies: cs, Trace: d}
@@ -210,7 +209,10 @@ func DecideEvent(in EventInput) EventPlan {
 			}
 		}
 	case !live:
-		// Only a rescheduled copy is left: wait for the new booking.
+		// Only a rescheduled booking is left: wait for the new one.
+	case status == CopyCancelled:
+		// This copy is gone while others live on: they hold the meeting's
+		// state, not this copy's last version.
 	case anyLog && !minimal && (inWindow || row.CRMID != ""):
 		w = DesiredOf(in.Key, e, &d, in.Now)
 		desiredHash = w.Hash(in.Ownership)
@@ -224,7 +226,10 @@ func DecideEvent(in EventInput) EventPlan {
 			recordDecision = true
 		}
 	}
-	needWrite := desiredHash != "" && (desiredHash != row.OwnedHash || row.CRMID == "" ||
+	// Only a copy that computed the meeting's desired state writes it: a
+	// copy that leaves the state to others must not send an empty one.
+	computed := w.Props != nil || w.Cancel
+	needWrite := computed && desiredHash != "" && (desiredHash != row.OwnedHash || row.CRMID == "" ||
 		(row.State == Cancelled && !cancelled))
 	if needWrite && in.CRMConnected {
 		w := w
@@ -259,4 +264,34 @@ func DecideEvent(in EventInput) EventPlan {
 	out.RecordDecision = recordDecision
 	out.Meeting = row
 	return out
+}
+
+// cancelledBy says whether a meeting's copies cancel it, whether any copy
+// lives, and whether any live copy says log. A booked meeting (one with a
+// booking among its copies) is cancelled when its bookings are: the
+// scheduling tool decides, and its own rescheduling — which deletes the
+// old calendar event and cancels the old booking — never cancels it. Any
+// other meeting is cancelled when an organizer's copy is cancelled and
+// none lives, or when no copy lives at all.
+func cancelledBy(cs []Copy) (cancelled, live, anyLog bool) {
+	var booked, bookingLive, bookingCancelled, rescheduled, orgCancelled, orgLive bool
+	for _, c := range cs {
+		booked = booked || c.Booking
+		if c.Status == CopyCancelled {
+			rescheduled = rescheduled || c.Rescheduled
+			bookingCancelled = bookingCancelled || (c.Booking && !c.Rescheduled)
+			orgCancelled = orgCancelled || (c.Organizer && !c.Rescheduled)
+			continue
+		}
+		live = true
+		anyLog = anyLog || c.Action == ActionLog
+		orgLive = orgLive || c.Organizer
+		bookingLive = bookingLive || c.Booking
+	}
+	if booked {
+		// A rescheduled booking's meeting waits for its new booking; a
+		// booking cancelled outright cancels it.
+		return !bookingLive && (bookingCancelled || !rescheduled), live, anyLog
+	}
+	return (orgCancelled && !orgLive) || !live, live, anyLog
 }

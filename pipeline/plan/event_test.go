@@ -232,3 +232,75 @@ func TestDecideLinkedCopy(t *testing.T) {
 		t.Errorf("linked copy: link %v linked id %q", out.Link, out.Copy.LinkedCRMID)
 	}
 }
+
+func TestCancelledBy(t *testing.T) {
+	org := func(status CopyStatus) Copy { return Copy{Status: status, Organizer: true, Action: ActionLog} }
+	guest := func(status CopyStatus) Copy { return Copy{Status: status, Action: ActionLog} }
+	booking := func(status CopyStatus, rescheduled bool) Copy {
+		return Copy{Status: status, Booking: true, Organizer: true, Rescheduled: rescheduled, Action: ActionLog}
+	}
+	for _, c := range []struct {
+		name   string
+		copies []Copy
+		want   bool
+	}{
+		{"the organizer's copy lives", []Copy{org(CopyConfirmed), guest(CopyConfirmed)}, false},
+		{"the organizer cancelled", []Copy{org(CopyCancelled), guest(CopyConfirmed)}, true},
+		{"a guest's copy cancelled", []Copy{org(CopyConfirmed), guest(CopyCancelled)}, false},
+		{"no copy lives", []Copy{guest(CopyCancelled)}, true},
+		{"an organizer's old copy cancelled, its new copy lives", []Copy{org(CopyCancelled), org(CopyConfirmed)}, false},
+		{"booked: the host's calendar copy deleted while the booking lives", []Copy{booking(CopyConfirmed, false), org(CopyCancelled)}, false},
+		{"booked: the booking cancelled while the calendar copy lives", []Copy{booking(CopyCancelled, false), org(CopyConfirmed)}, true},
+		{"booked: rescheduled, the new booking not seen yet", []Copy{booking(CopyCancelled, true), org(CopyCancelled)}, false},
+		{"booked: rescheduled, the new booking lives", []Copy{booking(CopyCancelled, true), booking(CopyConfirmed, false)}, false},
+		{"booked: the new booking cancelled too", []Copy{booking(CopyCancelled, true), booking(CopyCancelled, false)}, true},
+	} {
+		if got, _, _ := cancelledBy(c.copies); got != c.want {
+			t.Errorf("%s: cancelled %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestMatchHash(t *testing.T) {
+	booking := &calendar.Event{Start: t0, Organizer: calendar.Attendee{Email: rep},
+		Attendees: []calendar.Attendee{{Email: rep}, {Email: "Buyer@Acme.example"}}}
+	copyOnCalendar := &calendar.Event{Start: t0, Organizer: calendar.Attendee{Email: "REP@northwind.test"},
+		Attendees: []calendar.Attendee{{Email: "buyer@acme.example"}, {Email: "room@resource.calendar.google.com", Resource: true}}}
+	if a, b := MatchHash("ws", booking), MatchHash("ws", copyOnCalendar); a == "" || a != b {
+		t.Errorf("a booking and its calendar copy hash %q and %q", a, b)
+	}
+	moved := *copyOnCalendar
+	moved.Start = t0.Add(time.Hour)
+	if MatchHash("ws", &moved) == MatchHash("ws", booking) {
+		t.Error("another start hashes alike")
+	}
+	if MatchHash("ws2", booking) == MatchHash("ws", booking) {
+		t.Error("another workspace hashes alike")
+	}
+	if MatchHash("ws", minimal("x")) != "" {
+		t.Error("a minimal cancellation has a hash")
+	}
+}
+
+// TestCancelledCopySendsNoEmptyWrite: a copy cancelled while another lives
+// leaves the meeting's state to the live copy: it must not queue a write
+// of its own, which would carry no properties (a rescheduled booking once
+// overwrote its new time this way).
+func TestCancelledCopySendsNoEmptyWrite(t *testing.T) {
+	newer := event("new", att(rep, calendar.ResponseAccepted), att(cfo, calendar.ResponseAccepted))
+	newer.Booking = &calendar.Booking{}
+	row := Meeting{ID: 1, Key: "k", State: Logged, CRMID: "900", Rule: "customer-meeting", OwnedHash: "h-old"}
+	first := DecideEvent(in(newer, "cal-cly", rep, row, Copy{CalendarID: "cal-cly", EventID: "old", Status: CopyConfirmed, Booking: true, Organizer: true, Action: ActionLog}))
+	if first.Write == nil || first.Write.Props == nil {
+		t.Fatalf("the new booking writes nothing: %+v", first)
+	}
+	old := event("old", att(rep, calendar.ResponseAccepted), att(cfo, calendar.ResponseAccepted))
+	old.Status, old.Booking = calendar.StatusCancelled, &calendar.Booking{Rescheduled: true}
+	out := DecideEvent(in(old, "cal-cly", rep, first.Meeting, first.Copies...))
+	if out.Write != nil {
+		t.Errorf("the old booking's cancellation queued a write %+v", out.Write)
+	}
+	if out.Meeting.DesiredHash != first.Meeting.DesiredHash {
+		t.Errorf("desired hash changed to %s", out.Meeting.DesiredHash)
+	}
+}

@@ -18,6 +18,7 @@ import (
 const (
 	EndpointDelta       = "calendarView.delta"
 	EndpointGet         = "events.get"
+	EndpointCalendar    = "calendars.get"
 	EndpointPatch       = "events.patch"
 	EndpointSubscribe   = "subscriptions.create"
 	EndpointRenew       = "subscriptions.renew"
@@ -92,6 +93,8 @@ func NewServer() *Server {
 	mux.Handle("GET /v1.0/me/calendarView/delta", s.api(EndpointDelta, s.handleDelta))
 	mux.Handle("GET /v1.0/me/calendars/{calendarId}/calendarView/delta", s.api(EndpointDelta, s.handleDelta))
 	mux.Handle("GET /v1.0/me/events/{eventId}", s.api(EndpointGet, s.handleGet))
+	mux.Handle("GET /v1.0/me/calendar", s.api(EndpointCalendar, s.handleCalendar))
+	mux.Handle("GET /v1.0/me/calendars/{calendarId}", s.api(EndpointCalendar, s.handleCalendar))
 	mux.Handle("PATCH /v1.0/me/events/{eventId}", s.api(EndpointPatch, s.handlePatch))
 	mux.Handle("POST /v1.0/subscriptions", s.api(EndpointSubscribe, s.handleSubscribe))
 	mux.Handle("PATCH /v1.0/subscriptions/{id}", s.api(EndpointRenew, s.handleRenew))
@@ -326,4 +329,21 @@ func randomToken(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// handleCalendar answers GET /me/calendar and /me/calendars/{id}: the
+// calendar's id and name, or 404 for a calendar the mailbox lacks.
+func (s *Server) handleCalendar(w http.ResponseWriter, r *http.Request, mb *mailbox) {
+	id := r.PathValue("calendarId")
+	if id == "" {
+		id = Primary
+	}
+	s.mu.Lock()
+	_, ok := mb.calendars[id]
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": "Calendar"})
 }
