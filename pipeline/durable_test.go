@@ -10,6 +10,7 @@ import (
 	"github.com/rapportsync/rapport/calendar"
 	"github.com/rapportsync/rapport/calendar/calendartest"
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/testenv"
 	"github.com/rapportsync/rapport/pipeline"
 )
 
@@ -287,9 +288,7 @@ func TestFlushRedisMidBackfill(t *testing.T) {
 	h.backfill()
 	h.eventually("the first meetings in HubSpot", func() bool { return len(h.hub.Meetings()) > 0 })
 	flushed := time.Now()
-	if err := h.rdb.FlushDB(h.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.FlushDB(t, h.rdb)
 	took := h.recovered(f, flushed)
 	t.Logf("FLUSHDB mid-backfill: recovered in %v", took.Round(10*time.Millisecond))
 }
@@ -301,9 +300,7 @@ func TestFlushRedisWhileIdle(t *testing.T) {
 	f := seed(h)
 	h.connectAll()
 	h.recovered(f, time.Now())
-	if err := h.rdb.FlushDB(h.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.FlushDB(t, h.rdb)
 	h.hub.ResetCounters()
 	h.eventually("the schedules queued again", func() bool {
 		keys, _ := h.rdb.Keys(h.ctx, "asynq:{maintenance}:t:sched:sweep:*").Result()

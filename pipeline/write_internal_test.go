@@ -27,6 +27,9 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 	if err := pool.QueryRow(ctx, `INSERT INTO workspaces (name, internal_domains) VALUES ('W', '{w.test}') RETURNING id`).Scan(&ws); err != nil {
 		t.Fatal(err)
 	}
+	// Its HubSpot connection's token opens with no configured key: left
+	// behind, the next tests' index schedule would retry it forever.
+	t.Cleanup(func() { pool.Exec(context.Background(), `DELETE FROM workspaces WHERE id = $1`, ws) })
 	if err := pool.QueryRow(ctx, `INSERT INTO connections (workspace_id, provider, account, token_key_id, token_ciphertext) VALUES ($1, 'hubspot', '1', 'k', '\x00') RETURNING id`, ws).Scan(&conn); err != nil {
 		t.Fatal(err)
 	}
