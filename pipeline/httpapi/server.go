@@ -271,7 +271,7 @@ func (s *Server) queuesUI() http.Handler {
 func root(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	io.WriteString(w, `<!doctype html><title>Rapport</title><h1>Rapport</h1>
-<p>Rapport logs customer meetings from employees' calendars in HubSpot.</p>
+<p>Rapport logs customer meetings from employees' calendars in the CRM.</p>
 <ul><li><a href="/admin/">Console</a> (sign in with the admin token)</li>
 <li><a href="/healthz">Health</a> and <a href="/readyz">readiness</a></li>
 <li><a href="/metrics">Metrics</a> (Prometheus)</li></ul>
