@@ -304,19 +304,29 @@ func (p *Pipeline) Resume(ctx context.Context, connID string) error {
 }
 
 // redrive runs an archived task again; a sync whose task has expired from
-// the archive is simply enqueued anew.
+// the archive is simply enqueued anew. A meeting parked on its own (refused
+// by the CRM, or out of attempts) is released with a fresh budget and its
+// event re-read: the ledger keeps no content to write it from.
 func (p *Pipeline) redrive(ctx context.Context, d DeadLetter) error {
+	var ref struct {
+		CalendarID  string   `json:"calendar_id"`
+		MeetingKey  string   `json:"meeting_key"`
+		MeetingKeys []string `json:"meeting_keys"`
+	}
+	_ = json.Unmarshal(d.Ref, &ref)
+	if ref.MeetingKey != "" {
+		return p.releaseMeetings(ctx, d.WorkspaceID, []string{ref.MeetingKey})
+	}
 	err := p.inspector.RunTask(d.Queue, d.TaskID)
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		var ref struct {
-			CalendarID string `json:"calendar_id"`
-		}
-		_ = json.Unmarshal(d.Ref, &ref)
-		if d.TaskType == TaskSync && ref.CalendarID != "" {
+		switch {
+		case d.TaskType == TaskSync && ref.CalendarID != "":
 			return p.markDirty(ctx, ref.CalendarID, false, time.Time{})
+		case len(ref.MeetingKeys) > 0 && d.WorkspaceID != "":
+			return p.releaseMeetings(ctx, d.WorkspaceID, ref.MeetingKeys)
 		}
 		var setup setupPayload
 		if d.TaskType == TaskSetup && json.Unmarshal(d.Ref, &setup) == nil && setup.ConnectionID != "" {
@@ -325,6 +335,30 @@ func (p *Pipeline) redrive(ctx context.Context, d DeadLetter) error {
 		return nil // the work is recomputed by the next sync or reconciliation
 	}
 	return fmt.Errorf("re-drive task %s: %w", d.TaskID, err)
+}
+
+// releaseMeetings makes parked meetings writable again and queues a
+// re-read of one copy of each, which decides it again and queues its write.
+func (p *Pipeline) releaseMeetings(ctx context.Context, ws string, keys []string) error {
+	refs, err := p.ledger.ReleaseMeetings(ctx, ws, keys, p.now())
+	if err != nil {
+		return err
+	}
+	byCal := map[string][]string{}
+	for _, r := range refs {
+		byCal[r.CalendarID] = append(byCal[r.CalendarID], r.EventID)
+	}
+	for cal, ids := range byCal {
+		for len(ids) > 0 {
+			n := min(len(ids), fetchChunk)
+			if err := p.enqueueFetchSweep(ctx, cal, ids[:n]); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+	}
+	p.log.InfoContext(ctx, "parked meetings released", slog.String("workspace_id", ws), slog.Int("meetings", len(keys)), slog.Int("copies_reread", len(refs)))
+	return nil
 }
 
 // RequestSync enqueues an incremental sync of one calendar.

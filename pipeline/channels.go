@@ -43,12 +43,12 @@ func (c *core) webhookAddress(provider string) string {
 // is the old one stopped, so no change falls between the two. A lease
 // keeps two processes (a renewal and a new connection) from opening two.
 // A provider without push channels has nothing to open.
-func (c *core) openChannel(ctx context.Context, calID string, how channelAction) error {
+func (c *core) openChannel(ctx context.Context, calID string, how channelAction) (err error) {
 	l, ok, err := c.tryLease(ctx, "channel:"+calID)
 	if err != nil || !ok {
 		return err // someone else is opening it
 	}
-	defer l.release(ctx)
+	defer func() { l.releaseUnlessCrashed(ctx, err) }()
 	cal, err := c.ledger.Calendar(ctx, calID)
 	if err != nil {
 		return err
@@ -92,6 +92,9 @@ func (c *core) openChannel(ctx context.Context, calID string, how channelAction)
 	if err != nil {
 		return fmt.Errorf("watch calendar %s: %w", cal.ID, err)
 	}
+	if err := c.crashAt("renew.watched"); err != nil {
+		return err
+	}
 	secret := calendar.HashToken(ch.Token)
 	if signs {
 		// The signing key itself is needed to verify; it is kept sealed.
@@ -100,6 +103,9 @@ func (c *core) openChannel(ctx context.Context, calID string, how channelAction)
 		}
 	}
 	if err := c.ledger.StoreChannel(ctx, cal.ID, ch.ID, ch.ResourceID, secret, ch.Expiration); err != nil {
+		return err
+	}
+	if err := c.crashAt("renew.stored"); err != nil {
 		return err
 	}
 	if old.ID != "" && old.ID != ch.ID {
@@ -157,6 +163,9 @@ func (c *core) handleRenew(ctx context.Context, t *asynq.Task) error {
 	var errs []error
 	for _, cal := range cals {
 		if err := c.openChannel(ctx, cal.ID, renewIfDue); err != nil {
+			if crashed(err) {
+				return err
+			}
 			if calendar.ClassOf(err) == calendar.Auth {
 				_ = c.cfg.Vault.MarkNeedsReauth(ctx, cal.ConnectionID, ledger.Truncate(scrub(err.Error()), 300))
 				continue

@@ -42,7 +42,7 @@ type harness struct {
 	t      testing.TB
 	ctx    context.Context
 	pool   *pgxpool.Pool
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	google *calendartest.Server
 	hub    *crmtest.Server
 	vault  *credentials.Vault
@@ -103,6 +103,9 @@ type harnessOptions struct {
 	googlePerMinute int
 	autoNotify      bool
 	tweak           func(*pipeline.Config)
+	// redis replaces the package's Redis database (a Sentinel or Cluster
+	// client of internal/redisconn).
+	redis redis.UniversalClient
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -118,7 +121,10 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, pool: testenv.DB(t), rdb: testenv.Redis(t)}
+	h := &harness{t: t, ctx: ctx, pool: testenv.DB(t), rdb: o.redis}
+	if h.rdb == nil {
+		h.rdb = testenv.Redis(t)
+	}
 	h.google = calendartest.NewServer()
 	t.Cleanup(h.google.Close)
 	if o.hub.Limit == 0 {

@@ -5,6 +5,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func pipelineInspector(rdb *redis.Client) *asynq.Inspector {
+func pipelineInspector(rdb redis.UniversalClient) *asynq.Inspector {
 	return asynq.NewInspectorFromRedisClient(rdb)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -13,13 +14,15 @@ import (
 	"github.com/rapportsync/rapport/pipeline/plan"
 )
 
+var errLinkBusy = errors.New("another write-back task of this calendar is running")
+
 // linker handles calendar:link: it writes the CRM id and meeting key into
 // the private properties of copies on one calendar. Each patch makes the
 // calendar notify us; that sync finds no calendar-owned field changed and
 // makes no CRM call. Copies already linked (a retry) are skipped.
 type linker struct{ *core }
 
-func (l *linker) handle(ctx context.Context, t *asynq.Task) error {
+func (l *linker) handle(ctx context.Context, t *asynq.Task) (err error) {
 	var pl linkPayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
 		return l.permanent(ctx, t, "", fmt.Errorf("decode payload: %w", err))
@@ -41,8 +44,22 @@ func (l *linker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	lk, ok := src.(calendar.Linker)
 	if !ok {
-		return nil // the provider keeps no ids (Calendly)
+		// The provider keeps no ids (Calendly): nothing to write back.
+		// Recorded as done, so that neither a sync nor the sweep asks again.
+		return l.ledger.RecordLinks(ctx, cal.ID, pl.Links)
 	}
+	// One write-back task per calendar at a time, across processes: the
+	// calendar user's rate limit is the bottleneck anyway, and a task
+	// queued twice (the sweep's re-queue of one still running) then finds
+	// its copies linked instead of patching them again.
+	lease, ok, err := l.tryLease(ctx, "link:"+cal.ID)
+	if err != nil {
+		return fmt.Errorf("lease write-backs of %s: %w", cal.ID, err)
+	}
+	if !ok {
+		return &retryAfter{wait: time.Second, err: errLinkBusy}
+	}
+	defer func() { lease.releaseUnlessCrashed(ctx, err) }()
 	ids := make([]string, len(pl.Links))
 	for i, k := range pl.Links {
 		ids[i] = k.EventID
@@ -53,6 +70,9 @@ func (l *linker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	var done []ledger.Link
 	defer func() {
+		if crashed(err) {
+			return // a dead process records nothing
+		}
 		if err := l.ledger.RecordLinks(context.WithoutCancel(ctx), cal.ID, done); err != nil {
 			l.log.ErrorContext(ctx, "record write-backs: "+err.Error())
 		}
@@ -69,6 +89,9 @@ func (l *linker) handle(ctx context.Context, t *asynq.Task) error {
 		switch {
 		case err == nil:
 			done = append(done, k)
+			if err := l.crashAt("link.patched"); err != nil {
+				return err
+			}
 		case calendar.ClassOf(err) == calendar.NotFound:
 			// The event is gone; the next sync cancels the copy.
 		default:

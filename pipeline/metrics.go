@@ -23,6 +23,7 @@ type Metrics struct {
 	deadLetters   *prometheus.CounterVec
 	reauthNeeded  *prometheus.CounterVec
 	calendarsGone prometheus.Counter
+	swept         prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -50,10 +51,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Connections marked needs_reauth, by provider."}, []string{"provider"}),
 		calendarsGone: prometheus.NewCounter(prometheus.CounterOpts{Name: "rapport_calendars_gone_total",
 			Help: "Calendars found gone at their provider (not synced until re-imported)."}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: "rapport_sweep_requeued_total",
+			Help: "Pending work the sweep found waiting past its grace period and queued again (lost tasks, or slow ones)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.events, m.written, m.crmOps, m.calendarOps, m.requests,
-			m.rateLimitWait, m.latency, m.deadLetters, m.reauthNeeded, m.calendarsGone)
+			m.rateLimitWait, m.latency, m.deadLetters, m.reauthNeeded, m.calendarsGone, m.swept)
 	}
 	return m
 }

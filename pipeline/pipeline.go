@@ -95,11 +95,25 @@ type Config struct {
 	// BatchDelay is how long CRM writes wait to be batched (1 s, Asynq's
 	// minimum grace period); BatchMaxDelay caps it (1 s).
 	BatchDelay, BatchMaxDelay time.Duration
+	// SweepEvery is how often the sweep looks for work the ledger says is
+	// pending (30 s); SweepGrace how long work may wait before the sweep
+	// queues it again (1 min). See sweep.go.
+	SweepEvery, SweepGrace time.Duration
+	// WriteAttempts is how many attempts a meeting's CRM write gets before
+	// it is parked with a dead letter (20); waits for a rate limit count.
+	WriteAttempts int
 	// Concurrency per queue (sync 4, crm 2, link 64, maintenance 1).
 	Concurrency map[string]int
 	Logger      *slog.Logger
 	Clock       func() time.Time
 	Metrics     *Metrics
+
+	// Test hooks, set by export_test.go only. crash, when it returns true
+	// at a named point, makes the handler stop there as if its process
+	// died (see crash.go); leaseTTL and attemptTTL shorten how long a dead
+	// process's leases and create attempts outlive it.
+	crash                func(point string) bool
+	leaseTTL, attemptTTL time.Duration
 }
 
 func (c *Config) withDefaults() {
@@ -117,6 +131,13 @@ func (c *Config) withDefaults() {
 	def(&c.SearchLag, 30*time.Second)
 	def(&c.BatchDelay, time.Second)
 	def(&c.BatchMaxDelay, time.Second)
+	def(&c.SweepEvery, 30*time.Second)
+	def(&c.SweepGrace, time.Minute)
+	def(&c.leaseTTL, leaseTTL)
+	def(&c.attemptTTL, attemptTTL)
+	if c.WriteAttempts == 0 {
+		c.WriteAttempts = 20
+	}
 	if c.Rules == nil {
 		d := rules.Default()
 		c.Rules = func() *rules.Set { return d }

@@ -34,7 +34,7 @@ var (
 	errIndexNotLoaded = errors.New("the CRM company index is not loaded yet")
 )
 
-func (s *syncer) handle(ctx context.Context, t *asynq.Task) error {
+func (s *syncer) handle(ctx context.Context, t *asynq.Task) (err error) {
 	var pl syncPayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
 		return s.permanent(ctx, t, "", fmt.Errorf("decode payload: %w", err))
@@ -65,13 +65,24 @@ func (s *syncer) handle(ctx context.Context, t *asynq.Task) error {
 		// come back shortly; by then this change is usually covered.
 		return &retryAfter{wait: time.Second, err: errSyncBusy}
 	}
-	defer l.release(ctx)
+	defer func() { l.releaseUnlessCrashed(ctx, err) }()
 	ctx = withLease(ctx, l)
+	if pl.Sweep {
+		ctx = withSwept(ctx, bucket(s.now(), s.cfg.SweepGrace))
+	}
+	full := pl.Full
 	if len(pl.EventIDs) > 0 {
-		if err := s.fetch(ctx, cal, pl.EventIDs, pl.SeenAt); err != nil {
+		err := s.fetch(ctx, cal, pl.EventIDs, pl.SeenAt)
+		if err == nil {
+			return nil
+		}
+		if !pl.Sweep || calendar.ClassOf(err) != calendar.Permanent {
 			return s.failed(ctx, t, cal, err)
 		}
-		return nil
+		// The sweep re-reads lost writes; a provider that cannot fetch
+		// events by id (Graph) is listed in full instead.
+		s.log.InfoContext(ctx, "fetch by id refused; listing in full", slog.String("calendar_id", cal.ID), slog.String("error", scrub(err.Error())))
+		full = true
 	}
 	// From here on, notifications queue a new task: this one may have
 	// made its last check when they arrive.
@@ -79,7 +90,6 @@ func (s *syncer) handle(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("clear queued mark of %s: %w", cal.ID, err)
 	}
 
-	full := pl.Full
 	for round := 0; ; round++ {
 		if round == maxSyncRounds {
 			return s.markDirty(ctx, cal.ID, false, time.Time{})
@@ -118,6 +128,9 @@ func (s *syncer) handle(ctx context.Context, t *asynq.Task) error {
 // calendar the provider says is gone is marked so, with one dead letter,
 // and not synced again until its connection is imported again.
 func (s *syncer) failed(ctx context.Context, t *asynq.Task, cal ledger.Calendar, err error) error {
+	if crashed(err) {
+		return err
+	}
 	msg := scrub(err.Error())
 	if dbErr := s.ledger.RecordSyncError(context.WithoutCancel(ctx), cal.ID, msg); dbErr != nil {
 		s.log.ErrorContext(ctx, "record sync error", slog.String("calendar_id", cal.ID), slog.Any("error", dbErr))
@@ -165,6 +178,9 @@ func (s *syncer) run(ctx context.Context, cal ledger.Calendar, cursor string, se
 		if err != nil {
 			return err
 		}
+		if err := s.crashAt("sync.listed"); err != nil {
+			return err
+		}
 		last := page.NextPageToken == ""
 		var next *string
 		if last && !full {
@@ -176,6 +192,9 @@ func (s *syncer) run(ctx context.Context, cal ledger.Calendar, cursor string, se
 			}
 		}
 		if err := s.apply(ctx, sc, page.Events, next); err != nil {
+			return err
+		}
+		if err := s.crashAt("sync.page.committed"); err != nil {
 			return err
 		}
 		if last {
@@ -387,6 +406,9 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 		if err := tx.AddAliases(ctx, ws, aliases); err != nil {
 			return err
 		}
+		if err := s.crashAt("sync.page.decided"); err != nil {
+			return err
+		}
 	}
 	if sc.rec != nil && sc.rec.dryRun {
 		return nil // rolled back: a dry run only counts
@@ -400,6 +422,9 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 	// commit finds a ledger hash that does not match and does nothing; a
 	// commit without its tasks would lose work.
 	if err := s.enqueueAll(ctx, writes, map[string][]ledger.Link{cal.ID: links}); err != nil {
+		return err
+	}
+	if err := s.crashAt("sync.page.queued"); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

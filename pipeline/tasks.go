@@ -47,10 +47,16 @@ type syncPayload struct {
 	// names them, a write whose content was lost): fetched and decided,
 	// without touching the calendar's cursor.
 	EventIDs []string `json:"event_ids,omitempty"`
+	// Sweep marks a sync the sweep queued again (or a re-read of events
+	// whose write was lost): the tasks it queues get ids of their own (see
+	// withSwept), and a provider that cannot fetch events by id is listed
+	// in full instead.
+	Sweep bool `json:"sweep,omitempty"`
 }
 
 // writePayload is one meeting's CRM write. It carries the normalised event
-// transiently; PostgreSQL only ever sees its hash.
+// transiently, sealed on the queue (sealed.go); PostgreSQL only ever sees
+// its hash.
 type writePayload struct {
 	WorkspaceID  string       `json:"workspace_id"`
 	ConnectionID string       `json:"connection_id"`
@@ -127,23 +133,41 @@ func (c *core) enqueueFetch(ctx context.Context, calID string, eventIDs []string
 		asynq.Queue(QueueSync), asynq.TaskID(id), asynq.MaxRetry(10), asynq.Timeout(10*time.Minute))
 }
 
+// enqueueFetchSweep queues a re-read of events whose write is owed: a
+// provider that cannot fetch them by id is listed in full instead.
+func (c *core) enqueueFetchSweep(ctx context.Context, calID string, eventIDs []string) error {
+	id := "refetch:" + calID + ":" + strconv.FormatInt(c.now().UnixNano(), 36)
+	return c.enqueue(ctx, TaskSync, syncPayload{CalendarID: calID, EventIDs: eventIDs, Sweep: true},
+		asynq.Queue(QueueSync), asynq.TaskID(id), asynq.MaxRetry(10), asynq.Timeout(10*time.Minute))
+}
+
 // enqueueWrite adds one meeting's write to its CRM connection's group; the
 // group is handed to crm:write:batch up to 100 at a time.
 func (c *core) enqueueWrite(ctx context.Context, w writePayload) error {
-	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(c.now(), time.Hour)
-	return c.enqueue(ctx, TaskWrite, w, asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
+	raw, err := c.sealWrite(w)
+	if err != nil {
+		return err
+	}
+	id := "write:" + w.Key + ":" + w.Hash[:12] + ":" + bucket(c.now(), time.Hour) + sweptSuffix(ctx)
+	return c.enqueue(ctx, TaskWrite, json.RawMessage(raw), asynq.Queue(QueueCRM), asynq.Group(w.ConnectionID), asynq.TaskID(id))
 }
 
 // enqueueLinks queues the write-backs of one calendar's copies as one task
 // (per 100), named by its content so a repeat is queued once.
 func (c *core) enqueueLinks(ctx context.Context, calID string, links []ledger.Link) error {
+	return c.enqueueLinksAs(ctx, calID, links, "")
+}
+
+// enqueueLinksAs is enqueueLinks with a suffix to the task ids: the sweep's
+// time bucket.
+func (c *core) enqueueLinksAs(ctx context.Context, calID string, links []ledger.Link, suffix string) error {
 	for len(links) > 0 {
 		n := min(len(links), batchSize)
 		h := sha256.New()
 		for _, l := range links[:n] {
 			h.Write([]byte(l.EventID + "\x00" + l.CRMID + "\x00"))
 		}
-		id := "link:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:32]
+		id := "link:" + calID + ":" + hex.EncodeToString(h.Sum(nil))[:32] + suffix + sweptSuffix(ctx)
 		if err := c.enqueue(ctx, TaskLink, linkPayload{CalendarID: calID, Links: links[:n]}, asynq.Queue(QueueLink), asynq.TaskID(id), asynq.MaxRetry(10)); err != nil {
 			return err
 		}
@@ -162,14 +186,14 @@ func (c *core) enqueueBatch(ctx context.Context, ws []writePayload) error {
 	raws := make([]json.RawMessage, len(ws))
 	h := sha256.New()
 	for i, w := range ws {
-		b, err := json.Marshal(w)
+		b, err := c.sealWrite(w)
 		if err != nil {
-			return fmt.Errorf("encode write: %w", err)
+			return err
 		}
 		raws[i] = b
 		h.Write([]byte(w.Key + w.Hash))
 	}
-	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(c.now(), time.Hour)
+	id := "batch:" + hex.EncodeToString(h.Sum(nil))[:32] + ":" + bucket(c.now(), time.Hour) + sweptSuffix(ctx)
 	return c.enqueue(ctx, TaskWriteBatch, raws, asynq.Queue(QueueCRM), asynq.TaskID(id), asynq.MaxRetry(20), asynq.Timeout(10*time.Minute))
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -40,6 +41,7 @@ func (p *Pipeline) NewWorker() *Worker {
 	mux.HandleFunc(TaskRefresh, p.handleRefresh)
 	mux.HandleFunc(TaskSchedule, p.handleSchedule)
 	mux.HandleFunc(TaskSetup, p.handleSetup)
+	mux.Use(forgetCrashed)
 	logger := &asynqLogger{p.log}
 	for _, q := range []string{QueueSync, QueueCRM, QueueLink, QueueMaintenance} {
 		cfg := asynq.Config{
@@ -96,9 +98,18 @@ func (w *Worker) Shutdown() {
 	for _, s := range w.servers {
 		s.Stop()
 	}
+	// In parallel: each server waits up to its shutdown timeout for its
+	// running tasks, then hands them back to the queue; one after the
+	// other they could take four times that.
+	var wg sync.WaitGroup
 	for _, s := range w.servers {
-		s.Shutdown()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Shutdown()
+		}()
 	}
+	wg.Wait()
 }
 
 // taskFailed writes a dead letter when a task has used its last retry.
@@ -139,12 +150,14 @@ func (p *Pipeline) schedules() []schedule {
 		{"renew", p.cfg.RenewEvery},
 		{"reconcile", p.cfg.ReconcileEvery},
 		{"refresh", 30 * time.Second}, // inside the vault's 60–180 s window
+		{"sweep", p.cfg.SweepEvery},
 	}
 }
 
 // runSchedules ticks in every worker; a schedule's task id is its name plus
-// its period's bucket, kept for the whole period (Retention), so N workers
-// produce one run per period, not N.
+// its period's bucket, kept for the whole period (Retention, which Asynq
+// counts in whole seconds: one more second keeps a sub-second period's), so
+// N workers produce one run per period, not N.
 func (p *Pipeline) runSchedules(ctx context.Context) {
 	every := 10 * time.Second
 	for _, s := range p.schedules() {
@@ -169,7 +182,7 @@ func (p *Pipeline) scheduleTick(ctx context.Context) {
 	for _, s := range p.schedules() {
 		id := "sched:" + s.name + ":" + bucket(now, s.every)
 		err := p.enqueue(ctx, TaskSchedule, map[string]string{"name": s.name}, asynq.Queue(QueueMaintenance),
-			asynq.TaskID(id), asynq.Retention(s.every), asynq.MaxRetry(2))
+			asynq.TaskID(id), asynq.Retention(s.every+time.Second), asynq.MaxRetry(2))
 		if err != nil && ctx.Err() == nil {
 			p.log.WarnContext(ctx, "enqueue schedule", slog.String("schedule", s.name), slog.Any("error", err))
 		}
@@ -216,6 +229,9 @@ func (p *Pipeline) handleSchedule(ctx context.Context, t *asynq.Task) error {
 		}
 	case "refresh":
 		return p.enqueue(ctx, TaskRefresh, struct{}{}, asynq.Queue(QueueMaintenance), asynq.TaskID("refresh:"+bucket(p.now(), time.Minute)))
+	case "sweep":
+		_, err := p.sweep(ctx)
+		return err
 	}
 	return nil
 }
@@ -252,9 +268,13 @@ func refOf(t *asynq.Task) map[string]any {
 			}
 			ref["meeting_keys"] = keys
 		}
-	case TaskWriteBatch:
-		var raws []json.RawMessage
-		if json.Unmarshal(t.Payload(), &raws) == nil {
+	case TaskWrite, TaskWriteBatch:
+		// The ids of sealed writes are in the clear.
+		raws := []json.RawMessage{t.Payload()}
+		if t.Type() == TaskWriteBatch && json.Unmarshal(t.Payload(), &raws) != nil {
+			raws = nil
+		}
+		{
 			var keys []string
 			for _, r := range raws {
 				var w writePayload

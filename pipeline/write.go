@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rapportsync/rapport/crm"
+	"github.com/rapportsync/rapport/internal/redisconn"
 	"github.com/rapportsync/rapport/pipeline/ledger"
 	"github.com/rapportsync/rapport/pipeline/plan"
 )
@@ -35,9 +37,10 @@ type writer struct{ *core }
 const decisionWait = 2 * time.Minute
 
 // attemptTTL bounds how long a create attempt counts as in flight when its
-// process died without clearing the mark; longer than any one batch call
-// with its retries and rate-limit waits.
-const attemptTTL = 5 * time.Minute
+// process died without clearing the mark: a live batch renews the mark
+// every third of it for as long as it runs, however long its calls and
+// rate-limit waits take.
+const attemptTTL = 15 * time.Second
 
 func attemptKey(id string) string { return "rapport:attempt:" + id }
 
@@ -49,9 +52,12 @@ func (wr *writer) handle(ctx context.Context, t *asynq.Task) error {
 	// The latest write of a meeting wins; older ones are superseded.
 	byKey := map[string]writePayload{}
 	for _, r := range raws {
-		var w writePayload
-		if err := json.Unmarshal(r, &w); err != nil {
-			return wr.permanent(ctx, t, "", fmt.Errorf("decode write: %w", err))
+		w, err := wr.openWrite(r)
+		if err != nil {
+			// A key removed from RAPPORT_ENCRYPTION_KEYS, say: the ledger
+			// still owes the write, and the sweep re-reads its event.
+			wr.log.WarnContext(ctx, "write dropped: its payload does not open; the sweep recovers it", slog.String("error", err.Error()))
+			continue
 		}
 		byKey[w.Key] = w
 	}
@@ -95,7 +101,7 @@ type writeBatch struct {
 	retryErr error
 }
 
-func (b *writeBatch) run(ctx context.Context, order []string) error {
+func (b *writeBatch) run(ctx context.Context, order []string) (err error) {
 	tx, err := b.ledger.Begin(ctx)
 	if err != nil {
 		return err
@@ -106,7 +112,8 @@ func (b *writeBatch) run(ctx context.Context, order []string) error {
 		return err
 	}
 	now := b.now()
-	in := plan.TriageInput{Rows: rows, InFlight: map[string]bool{}, Now: now, SearchLag: b.cfg.SearchLag, UniqueKey: b.conn.UniqueKey, DecisionWait: decisionWait}
+	in := plan.TriageInput{Rows: rows, InFlight: map[string]bool{}, Now: now, SearchLag: b.cfg.SearchLag, UniqueKey: b.conn.UniqueKey,
+		DecisionWait: decisionWait, Budget: b.cfg.WriteAttempts}
 	for _, k := range order {
 		w := b.payloads[k]
 		in.Writes = append(in.Writes, w.write())
@@ -117,26 +124,61 @@ func (b *writeBatch) run(ctx context.Context, order []string) error {
 	tr := plan.TriageWrites(in)
 	creates, recovers, updates := tr.Creates, tr.Recovers, tr.Updates
 
+	// Every attempt counts against the meeting's budget: creates in
+	// MarkCreating, updates here. One that used them all is parked.
+	if err := tx.CountAttempts(ctx, opIDs(updates)); err != nil {
+		return err
+	}
+	parked, err := tx.Park(ctx, opIDs(tr.Exhausted), now)
+	if err != nil {
+		return err
+	}
 	// Mark creates before sending them, in their own commit, and hold the
 	// attempt's in-flight mark until their outcome is recorded.
 	if len(creates) > 0 || len(recovers) > 0 {
 		attempt := uuid.NewString()
-		if err := b.rdb.Set(ctx, attemptKey(attempt), "1", attemptTTL).Err(); err != nil {
-			return fmt.Errorf("mark attempt in flight: %w", err)
+		stop, err := b.holdAttempt(ctx, attempt)
+		if err != nil {
+			return err
 		}
-		defer b.rdb.Del(context.WithoutCancel(ctx), attemptKey(attempt))
-		var ids []int64
-		for _, o := range append(slices.Clone(creates), recovers...) {
-			ids = append(ids, o.Row.ID)
-		}
-		if err := tx.MarkCreating(ctx, ids, attempt, now); err != nil {
+		defer func() {
+			if stop(); !crashed(err) {
+				b.rdb.Del(context.WithoutCancel(ctx), attemptKey(attempt))
+			}
+		}()
+		if err := tx.MarkCreating(ctx, opIDs(append(slices.Clone(creates), recovers...)), attempt, now); err != nil {
 			return err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit batch start: %w", err)
 	}
+	b.parked(ctx, tr.Exhausted, parked)
+	if err := b.crashAt("write.marked"); err != nil {
+		return err
+	}
 
+	sent := append(append(slices.Clone(creates), recovers...), updates...)
+	if err := b.send(ctx, creates, recovers, updates); err != nil {
+		if !crashed(err) {
+			// Said by the dead letter if the meetings run out of attempts.
+			if rErr := b.ledger.RecordAttemptError(context.WithoutCancel(ctx), opIDs(sent), scrub(err.Error())); rErr != nil {
+				b.log.ErrorContext(ctx, "record write error", slog.Any("error", rErr))
+			}
+		}
+		return err
+	}
+	if b.retryErr == nil && tr.Invisible > 0 {
+		b.retryErr = &retryAfter{wait: 500 * time.Millisecond, err: fmt.Errorf("%d decisions not committed yet", tr.Invisible)}
+	}
+	if b.retryErr == nil && tr.SearchWait > 0 {
+		b.retryErr = &retryAfter{wait: tr.SearchWait, err: errors.New("create outcome unknown; waiting for CRM search to catch up")}
+	}
+	return b.retryErr
+}
+
+// send recovers, creates and updates.
+func (b *writeBatch) send(ctx context.Context, creates, recovers, updates []plan.Op) error {
 	// Recover creates whose outcome is unknown, and adopt meetings the
 	// CRM's own calendar sync logged.
 	found, err := b.findExisting(ctx, creates, recovers)
@@ -163,16 +205,56 @@ func (b *writeBatch) run(ctx context.Context, order []string) error {
 	if err := b.create(ctx, toCreate, contacts); err != nil {
 		return err
 	}
-	if err := b.update(ctx, updates, contacts); err != nil {
-		return err
+	return b.update(ctx, updates, contacts)
+}
+
+func opIDs(ops []plan.Op) []int64 {
+	ids := make([]int64, len(ops))
+	for i, o := range ops {
+		ids[i] = o.Row.ID
 	}
-	if b.retryErr == nil && tr.Invisible > 0 {
-		b.retryErr = &retryAfter{wait: 500 * time.Millisecond, err: fmt.Errorf("%d decisions not committed yet", tr.Invisible)}
+	return ids
+}
+
+// holdAttempt marks a create attempt in flight and keeps the mark alive
+// until stop is called; a process that dies leaves it to expire within
+// attemptTTL.
+func (b *writeBatch) holdAttempt(ctx context.Context, attempt string) (stop func(), err error) {
+	ttl := b.cfg.attemptTTL
+	if err := b.rdb.Set(ctx, attemptKey(attempt), "1", ttl).Err(); err != nil {
+		return nil, fmt.Errorf("mark attempt in flight: %w", err)
 	}
-	if b.retryErr == nil && tr.SearchWait > 0 {
-		b.retryErr = &retryAfter{wait: tr.SearchWait, err: errors.New("create outcome unknown; waiting for CRM search to catch up")}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				b.rdb.Expire(context.WithoutCancel(ctx), attemptKey(attempt), ttl)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }, nil
+}
+
+// parked records the dead letters of meetings that used up their attempts,
+// each with the last error its writes met.
+func (b *writeBatch) parked(ctx context.Context, ops []plan.Op, lastErr map[int64]string) {
+	for _, o := range ops {
+		reason := fmt.Sprintf("gave up after %d attempts to write meeting %s", o.Row.Attempts, o.W.Key)
+		if e := lastErr[o.Row.ID]; e != "" {
+			reason += "; last error: " + e
+		}
+		b.log.WarnContext(ctx, "meeting write parked: attempts used up", slog.String("meeting_key", o.W.Key), slog.Int("attempts", o.Row.Attempts))
+		b.deadLetter(ctx, b.ws, asynq.NewTask(TaskWrite, nil), plan.DeadExhausted, map[string]any{"meeting_key": o.W.Key, "crm_connection_id": b.conn.ID}, errors.New(reason))
 	}
-	return b.retryErr
 }
 
 // inFlight reports whether a create attempt is still being sent by a live
@@ -291,7 +373,9 @@ func (b *writeBatch) contacts(ctx context.Context, ops []plan.Op) (map[string]st
 	for i, e := range emails {
 		keys[i] = b.contactKey(e)
 	}
-	vals, err := b.rdb.MGet(ctx, keys...).Result()
+	// One key per address: on a Redis Cluster they lie in different slots,
+	// where a plain MGET is refused (CROSSSLOT).
+	vals, err := redisconn.MGet(ctx, b.rdb, keys...)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read contact cache: %w", err)
 	}
@@ -356,7 +440,7 @@ func (b *writeBatch) create(ctx context.Context, ops []plan.Op, contacts map[str
 	for i, o := range ops {
 		ownerID := ""
 		for _, e := range o.W.Desired.OwnerEmails {
-			if id := owners[e]; id != "" {
+			if id := owners[ownerField(e)]; id != "" {
 				ownerID = id
 				break
 			}
@@ -372,6 +456,9 @@ func (b *writeBatch) create(ctx context.Context, ops []plan.Op, contacts map[str
 		// The outcome of the whole call is unknown: rows stay `creating`
 		// and the retry searches before creating again.
 		return b.classify(ctx, err)
+	}
+	if err := b.crashAt("write.sent"); err != nil {
+		return err
 	}
 	var out ledger.WriteOutcome
 	var done []plan.Op
@@ -405,6 +492,9 @@ func (b *writeBatch) update(ctx context.Context, ops []plan.Op, contacts map[str
 	b.countCRM(b.conn.Provider, "meetings.batch.update", err)
 	if err != nil {
 		return b.classify(ctx, err)
+	}
+	if err := b.crashAt("write.updated"); err != nil {
+		return err
 	}
 	// Associations: add the new ones, remove only those Rapport added.
 	var add, remove []crm.AssociationChange
@@ -496,6 +586,9 @@ func (b *writeBatch) written(ctx context.Context, done []plan.Op) error {
 	if err != nil {
 		return err
 	}
+	if err := b.crashAt("write.recorded"); err != nil {
+		return err
+	}
 	return b.enqueueAll(ctx, nil, links)
 }
 
@@ -509,7 +602,16 @@ func (b *writeBatch) classify(ctx context.Context, err error) error {
 	return b.fail(ctx, b.t, subject{b.ws, b.conn.ID}, err)
 }
 
-// owners maps owner e-mails to CRM owner ids, cached in Redis for an hour.
+// ownerField is an owner's e-mail as the owners cache names it: hashed,
+// since employees' addresses are attendees' addresses too, and Redis keeps
+// no calendar content in the clear.
+func ownerField(email string) string {
+	h := sha256.Sum256([]byte(strings.ToLower(email)))
+	return hex.EncodeToString(h[:12])
+}
+
+// owners maps owner e-mails (hashed: ownerField) to CRM owner ids, cached
+// in Redis for an hour.
 func (b *writeBatch) owners(ctx context.Context) (map[string]string, error) {
 	key := "rapport:owners:" + b.conn.ID
 	if m, err := b.rdb.HGetAll(ctx, key).Result(); err == nil && len(m) > 0 {
@@ -522,7 +624,7 @@ func (b *writeBatch) owners(ctx context.Context) (map[string]string, error) {
 	}
 	m := map[string]string{"": ""} // marks a loaded (possibly empty) list
 	for _, o := range list {
-		m[strings.ToLower(o.Email)] = o.ID
+		m[ownerField(o.Email)] = o.ID
 	}
 	pipe := b.rdb.TxPipeline()
 	pipe.HSet(ctx, key, m)

@@ -27,15 +27,15 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 	if err := pool.QueryRow(ctx, `INSERT INTO workspaces (name, internal_domains) VALUES ('W', '{w.test}') RETURNING id`).Scan(&ws); err != nil {
 		t.Fatal(err)
 	}
-	// The database is the package's: leave no connection the next tests'
-	// schedules would try to use.
+	// Its HubSpot connection's token opens with no configured key: left
+	// behind, the next tests' index schedule would retry it forever.
 	t.Cleanup(func() { pool.Exec(context.Background(), `DELETE FROM workspaces WHERE id = $1`, ws) })
 	if err := pool.QueryRow(ctx, `INSERT INTO connections (workspace_id, provider, account, token_key_id, token_ciphertext) VALUES ($1, 'hubspot', '1', 'k', '\x00') RETURNING id`, ws).Scan(&conn); err != nil {
 		t.Fatal(err)
 	}
 	key := strings.Repeat("a1", 32)
 	batch := func(decided time.Time) *asynq.Task {
-		w, _ := json.Marshal(writePayload{WorkspaceID: ws, ConnectionID: conn, Key: key, Hash: "h1", DecidedAt: decided})
+		w, _ := p.sealWrite(writePayload{WorkspaceID: ws, ConnectionID: conn, Key: key, Hash: "h1", DecidedAt: decided})
 		b, _ := json.Marshal([]json.RawMessage{w})
 		return asynq.NewTask(TaskWriteBatch, b)
 	}

@@ -190,6 +190,11 @@ func (s *Server) batchCreate(w http.ResponseWriter, r *http.Request) {
 			p.err = e
 			continue
 		}
+		if s.refuse != nil && s.refuse(op, i, props) {
+			e := refusedError(inp.TraceID)
+			p.err = &e
+			continue
+		}
 		if s.injected(op, i, props) {
 			e := injectedError(inp.TraceID, "")
 			p.err = &e

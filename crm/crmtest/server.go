@@ -97,6 +97,7 @@ type Server struct {
 	faults    []fault
 	fail207   map[int]bool // input positions to fail in the next batch write
 	failInput func(op string, index int, properties map[string]string) bool
+	refuse    func(op string, index int, properties map[string]string) bool
 	revoked   bool
 	closeOnce sync.Once
 }
@@ -192,6 +193,21 @@ func (s *Server) FailInputs(fail func(endpoint string, index int, properties map
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failInput = fail
+}
+
+// RefuseInputs makes every batch-create input for which refuse returns
+// true fail for good (a VALIDATION_ERROR in a 207, which clients treat as
+// permanent), until called with nil. refuse runs with the server's lock
+// held and must not call the Server's methods.
+func (s *Server) RefuseInputs(refuse func(endpoint string, index int, properties map[string]string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = refuse
+}
+
+func refusedError(traceID string) errorOut {
+	return withTrace(errorOut{Status: "error", Category: "VALIDATION_ERROR",
+		Message: "Property values were not valid (refused by the test)."}, traceID)
 }
 
 // Revoke makes every token invalid from now on (401), as after an

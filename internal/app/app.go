@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +28,7 @@ import (
 	"github.com/rapportsync/rapport/crm/hubspot"
 	"github.com/rapportsync/rapport/internal/provider"
 	"github.com/rapportsync/rapport/internal/ratelimit"
+	"github.com/rapportsync/rapport/internal/redisconn"
 	"github.com/rapportsync/rapport/pipeline"
 	"github.com/rapportsync/rapport/pipeline/credentials"
 	"github.com/rapportsync/rapport/pipeline/httpapi"
@@ -97,12 +97,16 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	if a.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	ropts, err := redis.ParseURL(cfg.RedisURL)
+	// One client for every Redis use — Asynq's client, servers and
+	// inspector, the rate limiters, the leases, the caches — of the
+	// topology the URL names: one server, Sentinel or Cluster.
+	rconf, err := redisconn.Parse(cfg.RedisURL)
 	if err != nil {
 		a.Close()
-		return nil, fmt.Errorf("redis url: %w", err)
+		return nil, err
 	}
-	a.Redis = redis.NewClient(ropts)
+	redisconn.SetLogger(logger)
+	a.Redis = rconf.Client()
 	if err := a.Pool.Ping(ctx); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -111,7 +115,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		a.Close()
 		return nil, err
 	}
-	if err := pingRedis(ctx, a.Redis, ropts.Addr); err != nil {
+	if err := pingRedis(ctx, a.Redis); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -151,6 +155,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	pc := pipeline.Config{
 		Pool: a.Pool, Redis: a.Redis, Vault: a.Vault, Rules: a.Rules.Get, Limiter: ratelimit.NewRedis(a.Redis),
 		PublicURL: cfg.PublicURL, Backfill: cfg.Backfill, Lookahead: cfg.Lookahead,
+		SyncEvery: cfg.SyncEvery, SweepEvery: cfg.SweepEvery, SweepGrace: cfg.SweepGrace, SearchLag: cfg.CRMSearchLag,
 		Logger: logger, Metrics: a.Metrics, Concurrency: cfg.Concurrency,
 		Providers: pipeline.NewRegistry(prov.calendars, prov.crms),
 	}
@@ -170,7 +175,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 		Service: a.Pipeline, AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL,
 		OAuth: prov.oauth, StateKey: stateKey[:],
 		Gatherer: a.Registry, Registerer: a.Registry, Keys: a.Vault,
-		RedisConnOpt: redisConnOpt(ropts), Logger: logger, Console: a.Pipeline.Console(a.Rules),
+		RedisConnOpt: rconf.AsynqConnOpt(), Logger: logger, Console: a.Pipeline.Console(a.Rules),
 	})
 	if err != nil {
 		a.Close()
@@ -323,23 +328,15 @@ func checkPoolFits(ctx context.Context, pool *pgxpool.Pool, setting string) erro
 // redisPingTimeout bounds the start-up check of Redis.
 const redisPingTimeout = 10 * time.Second
 
-// pingRedis checks Redis at start-up and says in one sentence what failed.
-func pingRedis(ctx context.Context, rdb redis.UniversalClient, addr string) error {
+// pingRedis checks Redis at start-up (every master of a cluster) and says
+// in one sentence what failed.
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		reason := err.Error()
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Err != nil {
-			reason = oe.Err.Error()
-		}
-		return fmt.Errorf("cannot reach Redis at %s (%s): start it or fix RAPPORT_REDIS_URL", addr, reason)
+	if err := redisconn.Ping(ctx, rdb); err != nil {
+		return fmt.Errorf("%w (start it or fix RAPPORT_REDIS_URL)", err)
 	}
 	return nil
-}
-
-func redisConnOpt(o *redis.Options) asynq.RedisConnOpt {
-	return asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 }
 
 // Close releases the connections.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rapportsync/rapport/internal/redisconn"
 	"github.com/rapportsync/rapport/pipeline/credentials"
 )
 
@@ -55,6 +56,10 @@ type Config struct {
 	LogFormat             string        // RAPPORT_LOG_FORMAT
 	LogLevel              string        // RAPPORT_LOG_LEVEL
 	WorkerConcurrency     string        // RAPPORT_WORKER_CONCURRENCY
+	SyncEvery             time.Duration // RAPPORT_SYNC_EVERY
+	SweepEvery            time.Duration // RAPPORT_SWEEP_EVERY
+	SweepGrace            time.Duration // RAPPORT_SWEEP_GRACE
+	CRMSearchLag          time.Duration // RAPPORT_CRM_SEARCH_LAG
 
 	// Keys are the parsed EncryptionKeys.
 	Keys []credentials.Key
@@ -109,6 +114,10 @@ func (c *Config) settings() []setting {
 		{env: "RAPPORT_LOG_FORMAT", def: "json", help: "log format: json or text", str: &c.LogFormat},
 		{env: "RAPPORT_LOG_LEVEL", def: "info", help: "log level: debug, info, warn or error", str: &c.LogLevel},
 		{env: "RAPPORT_WORKER_CONCURRENCY", def: "sync=4,crm=2,link=64,maintenance=1", help: "workers per queue of `worker` and `run`", str: &c.WorkerConcurrency},
+		{env: "RAPPORT_SYNC_EVERY", def: "15m", help: "period of the incremental sync of every calendar (webhooks are the fast path)", dur: &c.SyncEvery},
+		{env: "RAPPORT_SWEEP_EVERY", def: "30s", help: "period of the sweep that re-queues work the database says is pending (lost tasks)", dur: &c.SweepEvery},
+		{env: "RAPPORT_SWEEP_GRACE", def: "1m", help: "how long pending work may wait before the sweep queues it again", dur: &c.SweepGrace},
+		{env: "RAPPORT_CRM_SEARCH_LAG", def: "30s", help: "how long a record created in the CRM may stay invisible to its search: a create of unknown outcome is searched for only after it", dur: &c.CRMSearchLag},
 	}
 }
 
@@ -221,7 +230,9 @@ func (c *Config) validate() []error {
 		bad(env, "%q: scheme must be %s", val, strings.Join(schemes, " or "))
 	}
 	checkURL("RAPPORT_DATABASE_URL", c.DatabaseURL, "postgres", "postgresql")
-	checkURL("RAPPORT_REDIS_URL", c.RedisURL, "redis", "rediss")
+	if _, err := redisconn.Parse(c.RedisURL); err != nil {
+		bad("RAPPORT_REDIS_URL", "%s", strings.TrimPrefix(err.Error(), "redis url: "))
+	}
 	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("RAPPORT_HTTP_ADDR", "%q is not host:port", c.HTTPAddr)
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {

@@ -51,6 +51,7 @@ type benchOptions struct {
 	batchMaxDelay                time.Duration
 	timeout                      time.Duration
 	logLevel                     string
+	chaos                        bool
 }
 
 // BenchFlags registers the flags of `rapport bench`.
@@ -76,6 +77,7 @@ func BenchFlags(fs *flag.FlagSet) any {
 	fs.DurationVar(&o.batchMaxDelay, "batch-max-delay", 0, "longest wait of a CRM write for its batch (0: the pipeline's default, 1s)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up when the backfill takes longer")
 	fs.StringVar(&o.logLevel, "log-level", "error", "level of the logs written to stderr")
+	fs.BoolVar(&o.chaos, "chaos", false, "instead of the phases above, run the backfill twice with a fault a third of the way in — SIGKILL of the worker (a subprocess), then FLUSHDB of Redis — and report the time from each fault until everything settled")
 	return o
 }
 
@@ -157,7 +159,8 @@ type benchResult struct {
 		WallRatio         float64 `json:"wall_ratio"`
 		ProjectionSummary string  `json:"projection"`
 	} `json:"baseline"`
-	Problems []string `json:"problems"`
+	Chaos    []chaosResult `json:"chaos,omitempty"`
+	Problems []string      `json:"problems"`
 }
 
 // hubspotSetup are the endpoints of connecting a portal and loading its
@@ -199,7 +202,12 @@ func RunBench(ctx context.Context, e *Env, opts any) error {
 		defer pprof.StopCPUProfile()
 	}
 	stopMem := b.sampleMemory()
-	err := b.run(ctx)
+	run, report := b.run, b.report
+	if o.chaos {
+		b.r.Params.Cores = runtime.NumCPU()
+		run, report = b.runChaos, b.reportChaos
+	}
+	err := run(ctx)
 	stopMem()
 	if err != nil {
 		return err
@@ -215,7 +223,7 @@ func RunBench(ctx context.Context, e *Env, opts any) error {
 			return err
 		}
 	} else {
-		b.report(e.Stdout)
+		report(e.Stdout)
 	}
 	if len(b.r.Problems) > 0 {
 		fmt.Fprintf(e.Stderr, "rapport bench: %d problem(s): %s\n", len(b.r.Problems), strings.Join(b.r.Problems, "; "))
@@ -286,14 +294,7 @@ func (b *bench) run(ctx context.Context) error {
 	r.Params.HubSpotLimit, r.Params.ChangeRate, r.Params.SteadyS = o.hubspotLimit, o.changeRate, o.steady.Seconds()
 	r.Params.Cores = runtime.NumCPU()
 
-	hub := crmtest.Options{Latency: o.latency}
-	rateLimit := o.hubspotLimit
-	if b.unlimited {
-		hub.Limit, hub.SearchPerSecond = -1, -1
-		rateLimit = "1000000/1s"
-	} else {
-		hub.Limit, hub.Window = b.limit.Requests, b.limit.Window
-	}
+	hub, rateLimit := b.hubOptions(), b.rateLimit()
 	conc := map[string]int{}
 	for q, n := range map[string]int{pipeline.QueueSync: o.syncConc, pipeline.QueueCRM: o.crmConc, pipeline.QueueLink: o.linkConc} {
 		if n > 0 {

@@ -57,6 +57,9 @@ type simOptions struct {
 	LogLevel string
 	// App adjusts the App: the pipeline's tuning, the providers' limits.
 	App app.Options
+	// WorkerProcesses: no worker in this process; the caller starts
+	// `rapport worker` subprocesses (startWorkerProcess), which it can kill.
+	WorkerProcesses bool
 }
 
 type simulation struct {
@@ -74,6 +77,9 @@ type simulation struct {
 	ws          string
 	calendars   []string // calendar row ids
 
+	// env is the configuration the simulation overrides, for worker
+	// subprocesses.
+	env    map[string]string
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -147,6 +153,7 @@ func startSimulation(ctx context.Context, e *Env, o simOptions) (*simulation, er
 		s.closeFakes()
 		return nil, err
 	}
+	s.env = overrides
 	s.cfg, err = load(func(k string) string {
 		if v, ok := overrides[k]; ok {
 			return v
@@ -167,19 +174,20 @@ func startSimulation(ctx context.Context, e *Env, o simOptions) (*simulation, er
 	s.insp = asynq.NewInspectorFromRedisClient(s.app.Redis)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	w := s.app.Pipeline.NewWorker()
-	if err := w.Start(runCtx); err != nil {
-		cancel()
-		ln.Close()
-		s.app.Close()
-		s.closeFakes()
-		return nil, err
-	}
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.fail(s.app.ServeListener(runCtx, ln))
 	}()
+	if o.WorkerProcesses {
+		return s, nil
+	}
+	w := s.app.Pipeline.NewWorker()
+	if err := w.Start(runCtx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		<-runCtx.Done()

@@ -142,7 +142,7 @@ func (s *Store) CalendarWorkspaces(ctx context.Context) ([]string, error) {
 // MarkDirty bumps a calendar's dirty counter and returns it.
 func (s *Store) MarkDirty(ctx context.Context, id string) (int64, error) {
 	var dirty int64
-	err := s.db.QueryRow(ctx, `UPDATE calendars SET dirty = dirty + 1 WHERE id = $1 RETURNING dirty`, id).Scan(&dirty)
+	err := s.db.QueryRow(ctx, `UPDATE calendars SET dirty = dirty + 1, dirty_at = now() WHERE id = $1 RETURNING dirty`, id).Scan(&dirty)
 	if err != nil {
 		return 0, fmt.Errorf("mark calendar %s dirty: %w", id, err)
 	}

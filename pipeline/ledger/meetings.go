@@ -164,7 +164,11 @@ func (t *Tx) RecordDecisions(ctx context.Context, ds []Decision, now time.Time) 
 		b.Queue(`UPDATE meetings SET state = $2, action = $3,
 				rule = CASE WHEN $4 THEN $5 ELSE rule END, rules_version = $6,
 				trace = CASE WHEN $4 THEN $7::jsonb ELSE trace END,
-				desired_hash = nullif($8, ''), starts_at = coalesce($9, starts_at), decided_at = $10, updated_at = $10
+				desired_hash = nullif($8, ''), starts_at = coalesce($9, starts_at), decided_at = $10,
+				-- A decision that changes nothing (a re-read) does not move the
+				-- row: a create of unknown outcome keeps its search lag, the
+				-- sweep its grace.
+				updated_at = CASE WHEN state = $2 AND desired_hash IS NOT DISTINCT FROM nullif($8, '') THEN updated_at ELSE $10 END
 			WHERE id = $1`,
 			d.MeetingID, m.State, m.Action, d.RecordDecision, m.Rule, d.RulesVersion, trace, m.DesiredHash, d.StartsAt, now)
 	}
@@ -197,8 +201,8 @@ type Written struct {
 type Failure struct {
 	MeetingID int64
 	Reason    string
-	// Permanent parks a meeting never created in state failed; otherwise
-	// it goes back to pending for the retry.
+	// Permanent parks the meeting in state failed; otherwise a meeting
+	// never created goes back to pending for the retry.
 	Permanent bool
 }
 
@@ -221,16 +225,15 @@ func (s *Store) RecordWrites(ctx context.Context, o WriteOutcome, now time.Time)
 	}
 	for _, w := range o.Written {
 		b.Queue(`UPDATE meetings SET crm_meeting_id = $2, state = CASE WHEN $6 THEN 'cancelled' ELSE 'logged' END, owned_hash = $3,
-				company_ids = coalesce($4::text[], '{}'), contact_ids = coalesce($5::text[], '{}'), attempt_id = NULL, last_error = NULL, written_at = $7, updated_at = $7
+				company_ids = coalesce($4::text[], '{}'), contact_ids = coalesce($5::text[], '{}'), attempt_id = NULL, attempts = 0, last_error = NULL, written_at = $7, updated_at = $7
 			WHERE id = $1`, w.MeetingID, w.CRMID, w.Hash, w.CompanyIDs, w.ContactIDs, w.Cancelled, now)
 	}
 	for _, f := range o.Failed {
-		state := "pending"
-		if f.Permanent {
-			state = "failed"
-		}
-		b.Queue(`UPDATE meetings SET state = CASE WHEN crm_meeting_id IS NULL THEN $4 ELSE state END, attempt_id = NULL, last_error = $2, updated_at = $3 WHERE id = $1`,
-			f.MeetingID, Truncate(f.Reason, 500), now, state)
+		// A refused update parks its meeting too: otherwise the sweep would
+		// find its write owed and send it again forever.
+		b.Queue(`UPDATE meetings SET state = CASE WHEN $4 THEN 'failed' WHEN crm_meeting_id IS NULL THEN 'pending' ELSE state END,
+				attempt_id = NULL, last_error = $2, updated_at = $3 WHERE id = $1`,
+			f.MeetingID, Truncate(f.Reason, 500), now, f.Permanent)
 	}
 	for _, id := range o.Deleted {
 		b.Queue(`UPDATE meetings SET state = 'deleted_in_crm', last_error = 'deleted in the CRM', updated_at = $2 WHERE id = $1`, id, now)

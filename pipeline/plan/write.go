@@ -35,6 +35,10 @@ type TriageInput struct {
 	UniqueKey bool
 	// DecisionWait is how long a write waits for its decision to commit.
 	DecisionWait time.Duration
+	// Budget is how many attempts a meeting's write gets (its row's
+	// Attempts count them); a write that used them all is exhausted, not
+	// sent. Zero: no limit.
+	Budget int
 }
 
 // Triage is what a write batch does.
@@ -48,6 +52,9 @@ type Triage struct {
 	// SearchWait is how long until a create of unknown outcome may be
 	// searched for; zero when none waits.
 	SearchWait time.Duration
+	// Exhausted are writes whose meeting used up its attempts: parked with
+	// a dead letter instead of sent, so that no batch retries forever.
+	Exhausted []Op
 }
 
 // TriageWrites sorts a batch's writes into creates, recoveries and updates.
@@ -72,11 +79,16 @@ func TriageWrites(in TriageInput) Triage {
 			}
 			continue
 		}
+		var into *[]Op
 		switch {
-		case row.DesiredHash != w.Hash, row.State == DeletedInCRM:
-			// Superseded by a newer decision, or deleted by a person.
+		case row.DesiredHash != w.Hash, row.State == DeletedInCRM, row.State == Failed:
+			// Superseded by a newer decision, deleted by a person, or
+			// parked since it was queued (a new decision or the dead
+			// letter's retry re-drives it).
 		case row.CRMID == "" && w.Desired.Cancel:
-		case row.CRMID == "" && row.State == Creating:
+		case row.CRMID == "" && (row.State == Creating || row.AttemptID != ""):
+			// A create was sent and its outcome never recorded (a parked
+			// one re-decided keeps its attempt id): search before sending.
 			switch {
 			case row.AttemptID != "" && in.InFlight[row.AttemptID]:
 				// Another batch is sending this create right now (it may be
@@ -86,13 +98,20 @@ func TriageWrites(in TriageInput) Triage {
 				// Its create may not be searchable yet.
 				wait(row.UpdatedAt.Add(in.SearchLag).Sub(in.Now))
 			default:
-				t.Recovers = append(t.Recovers, Op{w, row})
+				into = &t.Recovers
 			}
 		case row.CRMID == "":
-			t.Creates = append(t.Creates, Op{w, row})
+			into = &t.Creates
 		case row.OwnedHash != w.Hash || row.State == Cancelled:
-			t.Updates = append(t.Updates, Op{w, row})
+			into = &t.Updates
 		}
+		if into == nil {
+			continue
+		}
+		if in.Budget > 0 && row.Attempts >= in.Budget {
+			into = &t.Exhausted
+		}
+		*into = append(*into, Op{w, row})
 	}
 	return t
 }
