@@ -213,9 +213,9 @@ func (p *Pipeline) Notify(ctx context.Context, name string, req calendar.Webhook
 	}
 	// Verify every notification before acting on any.
 	type change struct {
-		calID    string
-		state    calendar.NotificationState
-		eventIDs []string
+		calID, channelID string
+		state            calendar.NotificationState
+		eventIDs         []string
 	}
 	var changes []change
 	for _, n := range ns {
@@ -240,15 +240,18 @@ func (p *Pipeline) Notify(ctx context.Context, name string, req calendar.Webhook
 		if !signs && !calendar.VerifyToken(n.Token, ch.Secret) {
 			return nil, fmt.Errorf("channel %q: the token does not match: %w", n.ChannelID, ErrForbidden)
 		}
-		changes = append(changes, change{ch.CalendarID, n.State, n.EventIDs})
+		changes = append(changes, change{ch.CalendarID, n.ChannelID, n.State, n.EventIDs})
 	}
 	for _, c := range changes {
 		switch c.state {
 		case calendar.StateSync:
 		case calendar.StateReauthorize, calendar.StateRemoved:
+			// One task per channel and state: a removal right after a
+			// renewal of the same channel is its own task, not a duplicate.
 			reopen := c.state == calendar.StateRemoved
+			id := "renew:" + c.calID + ":" + string(c.state) + ":" + c.channelID + ":" + bucket(p.now(), time.Minute)
 			if err := p.enqueue(ctx, TaskRenew, renewPayload{CalendarID: c.calID, Reopen: reopen}, asynq.Queue(QueueMaintenance),
-				asynq.TaskID("renew:"+c.calID+":"+bucket(p.now(), time.Minute)), asynq.MaxRetry(10)); err != nil {
+				asynq.TaskID(id), asynq.MaxRetry(10)); err != nil {
 				return nil, err
 			}
 			if reopen {

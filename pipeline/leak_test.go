@@ -454,7 +454,7 @@ func TestErrorsCarryNoAddressesOrTokens(t *testing.T) {
 		return false
 	}
 	deadLetters := func() int {
-		return e.count(`SELECT count(*) FROM dead_letters WHERE workspace_id = $1`, e.ws)
+		return e.count(`SELECT count(*) FROM dead_letters WHERE workspace_id = $1 OR workspace_id IS NULL`, e.ws)
 	}
 	connStatus := func(name string) string {
 		return e.scalar(`SELECT status FROM connections WHERE workspace_id = $1 AND provider = $2 AND replaced_by IS NULL ORDER BY created_at DESC LIMIT 1`, e.ws, name)

@@ -270,8 +270,13 @@ func refOf(t *asynq.Task) map[string]any {
 		}
 	case TaskWrite, TaskWriteBatch:
 		// The ids of sealed writes are in the clear.
-		raws := []json.RawMessage{t.Payload()}
-		if t.Type() == TaskWriteBatch && json.Unmarshal(t.Payload(), &raws) != nil {
+		// Decoded into a fresh slice: json.RawMessage reuses the memory
+		// of an element it decodes into, and the payload's own memory is
+		// what Asynq archives and re-runs.
+		var raws []json.RawMessage
+		if t.Type() == TaskWrite {
+			raws = []json.RawMessage{t.Payload()}
+		} else if json.Unmarshal(t.Payload(), &raws) != nil {
 			raws = nil
 		}
 		{

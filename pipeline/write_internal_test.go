@@ -64,3 +64,26 @@ func TestWriteWaitsForUncommittedDecision(t *testing.T) {
 		t.Fatalf("superseded write: %v, want it skipped", err)
 	}
 }
+
+// TestRefOfLeavesPayloadAlone: the dead letter's reference is read from
+// the task's payload, which Asynq then archives and re-runs as it is. It
+// once decoded into the payload's own memory, and a parked batch re-run
+// after re-authorisation failed to decode.
+func TestRefOfLeavesPayloadAlone(t *testing.T) {
+	one := `{"workspace_id":"w","connection_id":"c","key":"k1","sealed":"AAAA"}`
+	two := `{"workspace_id":"w","connection_id":"c","key":"k2","sealed":"BBBBBBBB"}`
+	payload := []byte("[" + one + "," + two + "]")
+	want := string(payload)
+	ref := refOf(asynq.NewTask(TaskWriteBatch, payload))
+	if string(payload) != want {
+		t.Fatalf("payload changed by refOf:\n got %s\nwant %s", payload, want)
+	}
+	keys, _ := ref["meeting_keys"].([]string)
+	if strings.Join(keys, ",") != "k1,k2" || ref["crm_connection_id"] != "c" {
+		t.Errorf("ref = %v, want meeting_keys [k1 k2] and crm_connection_id c", ref)
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(payload, &raws); err != nil || len(raws) != 2 {
+		t.Errorf("payload no longer decodes as a batch of two: %v", err)
+	}
+}
