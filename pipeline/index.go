@@ -124,9 +124,9 @@ func (c *core) RefreshIndex(ctx context.Context, ws string, full bool) error {
 	for {
 		var page crm.CompanyPage
 		if full {
-			page, err = sink.Companies(ctx, after)
+			page, err = sink.Companies(ctx, after, nil)
 		} else {
-			page, err = sink.CompaniesChangedSince(ctx, *st.ModifiedCursor, after)
+			page, err = sink.CompaniesChangedSince(ctx, *st.ModifiedCursor, after, nil)
 		}
 		c.countCRM(conn.Provider, "companies.list", err)
 		if err != nil {

@@ -307,7 +307,7 @@ func (b *writeBatch) contacts(ctx context.Context, ops []plan.Op) (map[string]st
 	if len(misses) == 0 {
 		return out, nil
 	}
-	found, err := b.sink.ContactsByEmail(ctx, misses)
+	found, err := b.sink.ContactsByEmail(ctx, misses, nil)
 	b.countCRM(b.conn.Provider, "contacts.batch.read", err)
 	if err != nil {
 		return nil, b.classify(ctx, err)
