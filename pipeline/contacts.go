@@ -55,6 +55,8 @@ const contactPropsTTL = time.Hour
 type decidedContacts struct {
 	ids   map[string]string
 	props map[string]map[string]string
+	// reads counts the CRM calls spent (one per 100 addresses read).
+	reads int
 }
 
 // decideContacts resolves the contacts of the external attendees of the
@@ -149,6 +151,7 @@ func (c *core) resolveForDecision(ctx context.Context, conn ledger.CRMConn, emai
 	}
 	found, err := sink.ContactsByEmail(ctx, misses, props)
 	c.countCRM(conn.Provider, "contacts.batch.read", err)
+	out.reads = (len(misses) + batchSize - 1) / batchSize
 	if err != nil {
 		return out, c.decideTimeCRMError(ctx, conn, err)
 	}

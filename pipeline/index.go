@@ -80,17 +80,29 @@ func (c *indexCache) get(ctx context.Context, ws string, rs *rules.Set, now time
 		ci.checked = now
 		return indexView{ci.ix, ci.props}, nil
 	}
+	v, err := loadIndexView(ctx, c.ledger, ws, fm, names)
+	if err != nil {
+		return indexView{}, err
+	}
+	c.m[ws] = &cachedIndex{ix: v.ix, freeMail: fm, props: v.props, propKey: propKey, loadedAt: at, checked: now}
+	return v, nil
+}
+
+// loadIndexView builds a workspace's index from the ledger with a free-mail
+// list, and the values of the named company properties (none when names is
+// empty).
+func loadIndexView(ctx context.Context, l *ledger.Store, ws string, fm *matching.FreeMail, names []string) (indexView, error) {
 	ix := matching.NewIndex(fm)
-	if err := c.ledger.EachCompany(ctx, ws, ix.Upsert); err != nil {
+	if err := l.EachCompany(ctx, ws, ix.Upsert); err != nil {
 		return indexView{}, err
 	}
 	var props *companyValues
 	if len(names) > 0 {
-		if props, err = loadCompanyValues(ctx, c.ledger, ws, names); err != nil {
+		var err error
+		if props, err = loadCompanyValues(ctx, l, ws, names); err != nil {
 			return indexView{}, err
 		}
 	}
-	c.m[ws] = &cachedIndex{ix: ix, freeMail: fm, props: props, propKey: propKey, loadedAt: at, checked: now}
 	return indexView{ix, props}, nil
 }
 
