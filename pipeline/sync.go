@@ -255,12 +255,7 @@ type pageContext struct {
 }
 
 func (s *syncer) newPageContext(ctx context.Context, cal ledger.Calendar, seenAt time.Time) (*pageContext, error) {
-	return s.pageContextWith(ctx, cal, seenAt, s.rules())
-}
-
-// pageContextWith is newPageContext with a given rule set (a rules plan
-// decides with the candidate set too).
-func (s *syncer) pageContextWith(ctx context.Context, cal ledger.Calendar, seenAt time.Time, rs *rules.Set) (*pageContext, error) {
+	rs := s.rules()
 	view, err := s.indexes.get(ctx, cal.WorkspaceID, rs, s.now())
 	if err != nil {
 		return nil, err
