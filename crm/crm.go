@@ -46,6 +46,9 @@ type Company struct {
 	Name      string
 	Domains   []string
 	UpdatedAt time.Time
+	// Properties holds the values of the extra properties a listing asked
+	// for, as the CRM returns them; an unset property is absent or "".
+	Properties map[string]string
 }
 
 // CompanyPage is one page of companies. Next is empty on the last page.
@@ -59,6 +62,9 @@ type Contact struct {
 	ID    string
 	Email string
 	Name  string
+	// Properties holds the values of the extra properties a read asked
+	// for; an unset property is absent or "".
+	Properties map[string]string
 }
 
 // Owner is a CRM user who can own records.
@@ -108,15 +114,16 @@ type Sink interface {
 	// can be unique.
 	Prepare(ctx context.Context) (Portal, error)
 	// Companies returns a page of all companies, starting after the cursor
-	// (empty for the first page).
-	Companies(ctx context.Context, after string) (CompanyPage, error)
+	// (empty for the first page). props names extra properties to return
+	// in Company.Properties (the rules' crm_properties), in the same call.
+	Companies(ctx context.Context, after string, props []string) (CompanyPage, error)
 	// CompaniesChangedSince returns a page of companies modified after since,
-	// oldest first.
-	CompaniesChangedSince(ctx context.Context, since time.Time, after string) (CompanyPage, error)
+	// oldest first, with the extra properties props.
+	CompaniesChangedSince(ctx context.Context, since time.Time, after string, props []string) (CompanyPage, error)
 	// ContactsByEmail finds contacts by e-mail address (any number; batched
-	// internally). Unknown addresses are absent from the map, keyed by the
-	// lower-cased address.
-	ContactsByEmail(ctx context.Context, emails []string) (map[string]Contact, error)
+	// internally), with the extra properties props. Unknown addresses are
+	// absent from the map, keyed by the lower-cased address.
+	ContactsByEmail(ctx context.Context, emails []string, props []string) (map[string]Contact, error)
 	// Owners lists the portal's owners.
 	Owners(ctx context.Context) ([]Owner, error)
 	// CreateMeetings creates meetings with their associations. With upsert,

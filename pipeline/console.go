@@ -153,13 +153,13 @@ func (p *Pipeline) TryRules(ctx context.Context, ws string, s RuleSample) (rules
 	}
 	add(owner)
 	rs := p.rules()
-	ix, err := p.indexes.get(ctx, w.ID, rs.FreeMail(), p.now())
+	view, err := p.indexes.get(ctx, w.ID, rs, p.now())
 	if err != nil {
 		return rules.Decision{}, "", err
 	}
 	d := rs.Decide(rules.Input{
 		Event: ev, Owner: owner.Email, Workspace: rules.Workspace{ID: w.ID, Name: w.Name},
-		Internal: w.InternalDomains, Index: ix,
+		Internal: w.InternalDomains, Index: view.ix, CompanyProperties: view.lookup(),
 	})
 	return d, rules.Explain(d), nil
 }

@@ -262,6 +262,10 @@ type pageContext struct {
 	index   *matching.Index
 	window  plan.Window
 	crmConn string // empty when the workspace has no CRM connection yet
+	// crm is the workspace's CRM connection (zero when none), and
+	// companyProps the values of the company properties the rules read.
+	crm          ledger.CRMConn
+	companyProps func(companyID string) map[string]string
 	// hasBookings: the workspace holds bookings, which its calendar copies
 	// may join.
 	hasBookings bool
@@ -271,20 +275,16 @@ type pageContext struct {
 
 func (s *syncer) newPageContext(ctx context.Context, cal ledger.Calendar, seenAt time.Time) (*pageContext, error) {
 	rs := s.rules()
-	ix, err := s.indexes.get(ctx, cal.WorkspaceID, rs.FreeMail(), s.now())
+	view, err := s.indexes.get(ctx, cal.WorkspaceID, rs, s.now())
 	if err != nil {
 		return nil, err
 	}
-	sc := &pageContext{cal: cal, rules: rs, own: plan.Ownership{Ownership: rs.Ownership()}, index: ix, window: s.window(), seenAt: seenAt}
+	sc := &pageContext{cal: cal, rules: rs, own: plan.Ownership{Ownership: rs.Ownership()}, index: view.ix, companyProps: view.lookup(),
+		window: s.window(), seenAt: seenAt}
 	if c, err := s.ledger.CRMConnection(ctx, cal.WorkspaceID); err == nil {
-		sc.crmConn = c.ID
-		loaded, err := s.ledger.IndexLoaded(ctx, cal.WorkspaceID)
-		if err != nil {
+		sc.crmConn, sc.crm = c.ID, c
+		if err := s.indexReady(ctx, cal.WorkspaceID, rs); err != nil {
 			return nil, err
-		}
-		if !loaded {
-			// Deciding now would skip every customer meeting.
-			return nil, &retryAfter{wait: 2 * time.Second, err: errIndexNotLoaded}
 		}
 	} else if !errors.Is(err, ledger.ErrNotFound) {
 		return nil, err
@@ -342,6 +342,12 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 	}
 	slices.Sort(unique)
 	unique = slices.Compact(unique)
+	// Contact properties are read before the transaction: a CRM call
+	// never holds the page's locks.
+	contacts, err := s.decideContacts(ctx, sc, events)
+	if err != nil {
+		return err
+	}
 
 	tx, err := s.ledger.Begin(ctx)
 	if err != nil {
@@ -380,6 +386,7 @@ func (s *syncer) apply(ctx context.Context, sc *pageContext, events []calendar.E
 				in.Decision = sc.rules.Decide(rules.Input{
 					Event: *ev, Owner: cal.Owner, Workspace: rules.Workspace{ID: ws, Name: cal.WorkspaceName},
 					Internal: cal.Internal, Index: sc.index, Logged: row.Logged(),
+					CompanyProperties: sc.companyProps, Contacts: contacts.ids, ContactProperties: contacts.props,
 				})
 			}
 			out := plan.DecideEvent(in)

@@ -391,7 +391,7 @@ func (b *writeBatch) contacts(ctx context.Context, ops []plan.Op) (map[string]st
 	if len(misses) == 0 {
 		return out, nil
 	}
-	found, err := b.sink.ContactsByEmail(ctx, misses)
+	found, err := b.sink.ContactsByEmail(ctx, misses, nil)
 	b.countCRM(b.conn.Provider, "contacts.batch.read", err)
 	if err != nil {
 		return nil, b.classify(ctx, err)
@@ -411,11 +411,9 @@ func (b *writeBatch) contacts(ctx context.Context, ops []plan.Op) (map[string]st
 	return out, nil
 }
 
-// contactKey hashes the address: Redis keys show up in monitoring tools.
-func (b *writeBatch) contactKey(email string) string {
-	h := sha256.Sum256([]byte(email))
-	return "rapport:contact:" + b.conn.ID + ":" + hex.EncodeToString(h[:12])
-}
+// contactKey is the address's contact cache entry, shared with the decide
+// step (contacts.go).
+func (b *writeBatch) contactKey(email string) string { return contactKey(b.conn.ID, email) }
 
 func contactIDs(o plan.Op, contacts map[string]string) []string {
 	var ids []string

@@ -678,3 +678,48 @@ func TestVersionGit(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadFiles: rule files given by content load as the same files in a
+// directory do, with the same version (no git commit), and mistakes are
+// positioned by file name.
+func TestLoadFiles(t *testing.T) {
+	files := map[string][]byte{
+		"20-log.yaml":  []byte("version: 1\nrules:\n  - name: customer\n    when: any(external, .company != nil)\n    action: log\n"),
+		"10-skip.yaml": []byte("version: 1\nrules:\n  - name: private\n    when: event.visibility == \"private\"\n    action: skip\n"),
+		"x_test.yaml":  []byte("not: a rule file"),
+		"README.md":    []byte("ignored"),
+		".hidden.yaml": []byte("ignored: true"),
+	}
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fromDir, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadFiles(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version() != strings.Split(fromDir.Version(), "+")[0] {
+		t.Errorf("version %s, want the directory's content hash %s", got.Version(), fromDir.Version())
+	}
+	if rs := got.Rules(); len(rs) != 2 || rs[0].Name != "private" || rs[1].Name != "customer" {
+		t.Errorf("rules %v, want private then customer", rs)
+	}
+	_, err = LoadFiles(map[string][]byte{"p.yaml": []byte("version: 1\nrules:\n  - name: r\n    when: evnt.title == \"\"\n    action: log\n")})
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:4:") {
+		t.Errorf("error %v, want one at p.yaml:4", err)
+	}
+	for _, bad := range []string{"../x.yaml", "a/b.yaml", ""} {
+		if _, err := LoadFiles(map[string][]byte{bad: []byte("version: 1\n")}); err == nil {
+			t.Errorf("file name %q accepted", bad)
+		}
+	}
+	if _, err := LoadFiles(map[string][]byte{"notes.txt": nil}); !errors.Is(err, ErrNoRuleFiles) {
+		t.Errorf("no rule files: %v", err)
+	}
+}

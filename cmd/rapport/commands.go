@@ -78,14 +78,8 @@ func runService(ctx context.Context, e *env, c *app.Config, role app.Role) error
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if c.RulesDir == "" {
-					logger.Info("SIGHUP: no RAPPORT_RULES_DIR; the built-in rules stay")
-					continue
-				}
-				if err := a.Rules.Reload(c.RulesDir); err != nil {
+				if err := a.ReloadRules(ctx); err != nil {
 					logger.Error("SIGHUP: rules reload refused; the old rules stay", slog.Any("error", err))
-				} else {
-					logger.Info("SIGHUP: rules reloaded", slog.String("version", a.Rules.Get().Version()))
 				}
 			}
 		}

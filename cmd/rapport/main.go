@@ -79,6 +79,7 @@ func commands() map[string]*command {
 		{name: "run", summary: "serve and worker in one process (small deployments)", config: true, run: runAll},
 		{name: "rules check", args: "DIR", summary: "load and compile every rule file of DIR; print file:line:col: message for each error", run: runRulesCheck},
 		{name: "rules test", args: "DIR", summary: "run the test cases in DIR/*_test.yaml; print N passed, N failed", run: runRulesTest},
+		{name: "rules plan", args: "DIR", summary: "compare the rule files of DIR with the rules in force over a workspace's window: meetings newly logged, no longer logged, unchanged; writes nothing", config: true, flags: rulesPlanFlags, run: runRulesPlan},
 		{name: "rules show-default", summary: "print the built-in rules, a rule file to start your own from", run: runRulesShowDefault},
 		{name: "keys rotate", summary: "re-encrypt every stored token with the first key of RAPPORT_ENCRYPTION_KEYS", config: true, vars: keysVars, run: runKeysRotate},
 		{name: "demo", summary: "run everything against simulated Google Calendar and HubSpot with sample data", env: simEnv, flags: sim.DemoFlags, run: simCommand(sim.RunDemo)},
@@ -164,14 +165,14 @@ func (c *command) exec(ctx context.Context, e *env, args []string) error {
 	if c.flags != nil {
 		opts = c.flags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.printHelp(e.stdout, fs)
 			return err
 		}
 		return &usageError{err.Error()}
 	}
-	pos := fs.Args()
 	if want := len(strings.Fields(c.args)); len(pos) != want {
 		if want == 0 {
 			return &usageError{fmt.Sprintf("takes no arguments, got %q", strings.Join(pos, " "))}
@@ -186,6 +187,27 @@ func (c *command) exec(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return explain(c.run(ctx, e, cfg, opts, pos), cfg, e.getenv)
+}
+
+// parseInterleaved parses flags that may follow the positional arguments
+// (rapport rules plan DIR --workspace WS) and returns the positional ones.
+// After "--" everything is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 func (c *command) printHelp(w io.Writer, fs *flag.FlagSet) {

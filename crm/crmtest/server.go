@@ -219,7 +219,8 @@ func (s *Server) Revoke() {
 }
 
 // AddCompany adds a company: c.Domains[0] becomes domain, the rest
-// hs_additional_domains. It returns the id (c.ID when given).
+// hs_additional_domains, and c.Properties its other properties (e.g.
+// lifecyclestage). It returns the id (c.ID when given).
 func (s *Server) AddCompany(c crm.Company) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -232,6 +233,14 @@ func (s *Server) SetCompanyProperty(id, prop, value string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.store.setProp(s.store.companies, id, prop, value)
+}
+
+// SetContactProperty changes a contact property (e.g. "jobtitle"), which
+// updates lastmodifieddate. It reports whether the contact exists.
+func (s *Server) SetContactProperty(id, prop, value string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.store.setProp(s.store.contacts, id, prop, value)
 }
 
 // AddContact adds a contact with a name ("First Last") associated to a

@@ -218,6 +218,11 @@ func (st *store) addCompany(co crm.Company) string {
 	if !co.UpdatedAt.IsZero() {
 		p["hs_lastmodifieddate"] = iso(co.UpdatedAt)
 	}
+	for k, v := range co.Properties {
+		if _, taken := p[k]; !taken {
+			p[k] = v
+		}
+	}
 	return st.create(st.companies, co.ID, dropEmpty(p), now, true).id
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,35 @@ import (
 // companyProps are the company properties Rapport reads.
 var companyProps = []string{"domain", "hs_additional_domains", "name", "hs_lastmodifieddate"}
 
-func toCompany(o object) crm.Company {
-	c := crm.Company{ID: o.ID, Name: o.prop("name")}
+// withProps returns base followed by the extra properties not already in
+// it: the properties one listing asks for.
+func withProps(base, extra []string) []string {
+	out := slices.Clone(base)
+	for _, p := range extra {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// extraProps returns the values of the extra properties of an object; nil
+// when none was asked for or none is set.
+func extraProps(o object, extra []string) map[string]string {
+	var m map[string]string
+	for _, p := range extra {
+		if v := o.prop(p); v != "" {
+			if m == nil {
+				m = make(map[string]string, len(extra))
+			}
+			m[p] = v
+		}
+	}
+	return m
+}
+
+func toCompany(o object, extra []string) crm.Company {
+	c := crm.Company{ID: o.ID, Name: o.prop("name"), Properties: extraProps(o, extra)}
 	if d := strings.TrimSpace(o.prop("domain")); d != "" {
 		c.Domains = append(c.Domains, d)
 	}
@@ -45,9 +73,10 @@ func parseTime(s string) (time.Time, bool) {
 	return t, err == nil
 }
 
-// Companies returns a page of up to 100 companies after the cursor.
-func (c *Client) Companies(ctx context.Context, after string) (crm.CompanyPage, error) {
-	q := url.Values{"limit": {"100"}, "properties": {strings.Join(companyProps, ",")}}
+// Companies returns a page of up to 100 companies after the cursor, with
+// the extra properties props.
+func (c *Client) Companies(ctx context.Context, after string, props []string) (crm.CompanyPage, error) {
+	q := url.Values{"limit": {"100"}, "properties": {strings.Join(withProps(companyProps, props), ",")}}
 	if after != "" {
 		q.Set("after", after)
 	}
@@ -58,7 +87,7 @@ func (c *Client) Companies(ctx context.Context, after string) (crm.CompanyPage, 
 	}
 	page := crm.CompanyPage{Next: resp.Paging.after(), Companies: make([]crm.Company, 0, len(resp.Results))}
 	for _, o := range resp.Results {
-		page.Companies = append(page.Companies, toCompany(o))
+		page.Companies = append(page.Companies, toCompany(o, props))
 	}
 	return page, nil
 }
@@ -99,8 +128,9 @@ func parseChangedCursor(s string) (changedCursor, error) {
 
 // CompaniesChangedSince returns a page of up to 200 companies modified after
 // since, oldest first, through the search API (hs_lastmodifieddate, sorted
-// ascending). after is the Next of the previous page.
-func (c *Client) CompaniesChangedSince(ctx context.Context, since time.Time, after string) (crm.CompanyPage, error) {
+// ascending), with the extra properties props. after is the Next of the
+// previous page.
+func (c *Client) CompaniesChangedSince(ctx context.Context, since time.Time, after string, props []string) (crm.CompanyPage, error) {
 	const op = "companies.search"
 	cur := changedCursor{anchor: since.UnixMilli()}
 	if after != "" {
@@ -122,7 +152,7 @@ func (c *Client) CompaniesChangedSince(ctx context.Context, since time.Time, aft
 	req := searchRequest{
 		FilterGroups: []filterGroup{{Filters: []filter{{PropertyName: "hs_lastmodifieddate", Operator: opName, Value: strconv.FormatInt(cur.anchor, 10)}}}},
 		Sorts:        []searchSort{{PropertyName: "hs_lastmodifieddate", Direction: "ASCENDING"}},
-		Properties:   companyProps,
+		Properties:   withProps(companyProps, props),
 		Limit:        searchPage,
 	}
 	if cur.skip > 0 {
@@ -135,7 +165,7 @@ func (c *Client) CompaniesChangedSince(ctx context.Context, since time.Time, aft
 	}
 	page := crm.CompanyPage{Companies: make([]crm.Company, 0, len(resp.Results))}
 	for _, o := range resp.Results {
-		page.Companies = append(page.Companies, toCompany(o))
+		page.Companies = append(page.Companies, toCompany(o, props))
 	}
 	if resp.Paging.after() == "" || len(page.Companies) == 0 {
 		return page, nil
@@ -154,9 +184,13 @@ func (c *Client) CompaniesChangedSince(ctx context.Context, since time.Time, aft
 	return page, nil
 }
 
-// ContactsByEmail reads contacts by e-mail address, 100 per call. Unknown
-// addresses are absent from the map, which is keyed by lower-cased address.
-func (c *Client) ContactsByEmail(ctx context.Context, emails []string) (map[string]crm.Contact, error) {
+// contactProps are the contact properties Rapport always reads.
+var contactProps = []string{"email", "firstname", "lastname"}
+
+// ContactsByEmail reads contacts by e-mail address, 100 per call, with the
+// extra properties props. Unknown addresses are absent from the map, which
+// is keyed by lower-cased address.
+func (c *Client) ContactsByEmail(ctx context.Context, emails []string, props []string) (map[string]crm.Contact, error) {
 	const op = "contacts.batch.read"
 	var addrs []string
 	for _, e := range emails {
@@ -172,14 +206,14 @@ func (c *Client) ContactsByEmail(ctx context.Context, emails []string) (map[stri
 			refs = append(refs, objectRef{ID: a})
 		}
 		resp, err := c.batchRead(ctx, op, "contacts",
-			batchReadRequest{IDProperty: "email", Inputs: refs, Properties: []string{"email", "firstname", "lastname"}})
+			batchReadRequest{IDProperty: "email", Inputs: refs, Properties: withProps(contactProps, props)})
 		if err != nil {
 			return out, err
 		}
 		for _, o := range resp.Results {
 			email := strings.ToLower(o.prop("email"))
 			name := strings.TrimSpace(o.prop("firstname") + " " + o.prop("lastname"))
-			out[email] = crm.Contact{ID: o.ID, Email: email, Name: name}
+			out[email] = crm.Contact{ID: o.ID, Email: email, Name: name, Properties: extraProps(o, props)}
 		}
 	}
 	return out, nil

@@ -756,7 +756,7 @@ func TestContactsByEmail(t *testing.T) {
 		emails = append(emails, e)
 	}
 	c := newClient(t, s, hubspot.Config{PortalID: s.PortalID()})
-	got, err := c.ContactsByEmail(context.Background(), append(emails, emails[:10]...))
+	got, err := c.ContactsByEmail(context.Background(), append(emails, emails[:10]...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -779,7 +779,7 @@ func TestContactsByEmailNoneFound(t *testing.T) {
 	for i := 0; i < 120; i++ {
 		emails = append(emails, fmt.Sprintf("nobody%d@example.com", i))
 	}
-	got, err := c.ContactsByEmail(context.Background(), emails)
+	got, err := c.ContactsByEmail(context.Background(), emails, nil)
 	if err != nil {
 		t.Fatalf("ContactsByEmail of unknown addresses: %v", err)
 	}
@@ -806,7 +806,7 @@ func TestCompaniesPaging(t *testing.T) {
 	after := ""
 	pages := 0
 	for {
-		p, err := c.Companies(context.Background(), after)
+		p, err := c.Companies(context.Background(), after, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -849,7 +849,7 @@ func TestCompaniesChangedSince(t *testing.T) {
 	var last time.Time
 	after := ""
 	for {
-		p, err := c.CompaniesChangedSince(context.Background(), since, after)
+		p, err := c.CompaniesChangedSince(context.Background(), since, after, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

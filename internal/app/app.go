@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, opts Options) (*
 	a.Registry = prometheus.NewRegistry()
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.Metrics = pipeline.NewMetrics(a.Registry)
-	a.Registry.MustRegister(&pipeline.StateCollector{Ledger: ledger.New(a.Pool)})
+	a.Registry.MustRegister(&pipeline.StateCollector{Ledger: ledger.New(a.Pool)}, &pipeline.RulesCollector{Rules: a.Rules.Get})
 
 	limit, err := hubspot.ParseLimit(cfg.HubSpotRateLimit)
 	if err != nil {
@@ -402,8 +402,31 @@ func (a *App) Work(ctx context.Context) error {
 	return nil
 }
 
+// ReloadRules reloads the rules from RAPPORT_RULES_DIR (on SIGHUP). A
+// reload that changes the version logs one line saying what changed
+// (rules added, removed, edited, …); a refused one keeps the rules in
+// force and returns why. The directory watcher logs its reloads alike.
+func (a *App) ReloadRules(ctx context.Context) error {
+	if a.Config.RulesDir == "" {
+		a.Log.InfoContext(ctx, "no RAPPORT_RULES_DIR; the built-in rules stay")
+		return nil
+	}
+	old := a.Rules.Get()
+	if err := a.Rules.Reload(a.Config.RulesDir); err != nil {
+		return err
+	}
+	cur := a.Rules.Get()
+	if cur.Version() == old.Version() {
+		a.Log.InfoContext(ctx, "rules reloaded: no change", slog.String("version", cur.Version()))
+		return nil
+	}
+	a.Log.InfoContext(ctx, "rules reloaded", slog.String("dir", a.Config.RulesDir), slog.String("version", cur.Version()),
+		slog.String("previous_version", old.Version()), slog.Int("rules", len(cur.Rules())), slog.String("changes", rules.Diff(old, cur)))
+	return nil
+}
+
 // WatchRules reloads the rules on a change of the directory (and on
-// SIGHUP, wired by the caller).
+// SIGHUP, wired by the caller: ReloadRules).
 func (a *App) WatchRules(ctx context.Context) {
 	if a.Config.RulesDir == "" {
 		return

@@ -18,8 +18,8 @@ import (
 
 // exposed is what /metrics can show: metric name → its label names. It is
 // built as internal/app builds the registry /metrics serves: the Go and
-// process collectors, the pipeline's metrics, the ledger's gauges and the
-// HTTP surface's metrics. A histogram's or summary's series names
+// process collectors, the pipeline's metrics, the ledger's gauges, the
+// rules' version and the HTTP surface's metrics. A histogram's or summary's series names
 // (_bucket, _sum, _count) are included.
 func exposed(t *testing.T) map[string][]string {
 	t.Helper()
@@ -27,7 +27,7 @@ func exposed(t *testing.T) map[string][]string {
 	rec := &recorder{Registerer: reg}
 	rec.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipeline.NewMetrics(rec)
-	rec.MustRegister(&pipeline.StateCollector{})
+	rec.MustRegister(&pipeline.StateCollector{}, &pipeline.RulesCollector{})
 	h, err := httpapi.New(httpapi.Config{Service: noService{}, PublicURL: "http://127.0.0.1:8080", Registerer: rec, Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/rapportsync/rapport/crm/hubspot"
 	"github.com/rapportsync/rapport/internal/app"
 	"github.com/rapportsync/rapport/pipeline"
+	"github.com/rapportsync/rapport/rules"
 )
 
 // The benchmark harness: the real pipeline (in-process workers, a fresh
@@ -52,6 +53,7 @@ type benchOptions struct {
 	timeout                      time.Duration
 	logLevel                     string
 	chaos                        bool
+	contactRules                 bool
 }
 
 // BenchFlags registers the flags of `rapport bench`.
@@ -78,7 +80,23 @@ func BenchFlags(fs *flag.FlagSet) any {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up when the backfill takes longer")
 	fs.StringVar(&o.logLevel, "log-level", "error", "level of the logs written to stderr")
 	fs.BoolVar(&o.chaos, "chaos", false, "instead of the phases above, run the backfill twice with a fault a third of the way in — SIGKILL of the worker (a subprocess), then FLUSHDB of Redis — and report the time from each fault until everything settled")
+	fs.BoolVar(&o.contactRules, "contact-rules", false, "decide with the built-in rules plus one that reads a contact property (jobtitle), to measure the contact reads at decide time; the same meetings are logged")
 	return o
+}
+
+// contactRuleSet is the built-in rules with one more rule, before
+// customer-meeting, that reads a contact property: a job title the sample
+// never sets, so the same meetings are logged and only the contact reads
+// differ.
+func contactRuleSet() (*rules.Set, error) {
+	def := string(rules.DefaultYAML())
+	i := strings.Index(def, "  - name: customer-meeting")
+	if i < 0 {
+		return nil, errors.New("the built-in rules have no customer-meeting rule")
+	}
+	extra := "  - name: skip-recruiters\n    when: any(external, .contact != nil && .contact.properties.jobtitle == \"Recruiter\")\n    action: skip\n"
+	yaml := def[:i] + extra + def[i:] + "crm_properties:\n  contacts: [jobtitle]\n"
+	return rules.LoadFiles(map[string][]byte{"bench-contact-rules.yaml": []byte(yaml)})
 }
 
 // benchResult is what the benchmark measured; --json prints it.
@@ -93,6 +111,7 @@ type benchResult struct {
 		SteadyS      float64 `json:"steady_s"`
 		Concurrency  string  `json:"concurrency"`
 		Cores        int     `json:"cores"`
+		ContactRules bool    `json:"contact_rules"`
 	} `json:"params"`
 	Sample struct {
 		Events           int     `json:"events"`
@@ -326,6 +345,14 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	defer sim.Close()
 	b.sim = sim
+	if o.contactRules {
+		set, err := contactRuleSet()
+		if err != nil {
+			return err
+		}
+		sim.app.Rules.Store(set)
+		r.Params.ContactRules = true
+	}
 
 	t0 := time.Now()
 	b.smp, err = generateSample(sampleSpec{Seed: o.seed, Calendars: o.calendars, Events: o.events, Companies: o.companies, Now: time.Now()}, sim.google, sim.hub)
@@ -796,6 +823,9 @@ func (b *bench) report(w io.Writer) {
 	bf, st, bl, mem := &r.Backfill, &r.Steady, &r.Baseline, &r.Memory
 	fmt.Fprintf(w, "\nrapport bench: %d calendars, %d event copies, %d companies; fake latency %v; HubSpot limit %s; %s; %d cores\n",
 		r.Params.Calendars, r.Sample.Events, r.Params.Companies, b.o.latency, r.Params.HubSpotLimit, r.Params.Concurrency, r.Params.Cores)
+	if r.Params.ContactRules {
+		fmt.Fprintln(w, "rules: the built-in rules plus one reading a contact property (--contact-rules): contacts are read at decide time")
+	}
 	fmt.Fprintln(w, "\nBackfill")
 	if !bf.Settled {
 		fmt.Fprintf(w, "  NOT SETTLED            after %.0f s; still queued: %s\n", bf.WallSeconds, formatCounts(bf.Backlog))

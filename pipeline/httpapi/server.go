@@ -240,6 +240,7 @@ func (s *Server) routes() http.Handler {
 	admin.HandleFunc("GET /admin/dead-letters", s.deadLetters)
 	admin.HandleFunc("POST /admin/dead-letters/{id}/retry", s.retryDeadLetter)
 	admin.HandleFunc("POST /admin/keys/rotate", s.rotateKeys)
+	admin.HandleFunc("POST /admin/workspaces/{ws}/rules/plan", s.rulesPlan)
 	admin.Handle(queuesRoot+"/", s.queuesUI())
 	s.consoleRoutes(admin)
 

@@ -18,12 +18,16 @@ type IndexState struct {
 	ModifiedCursor *time.Time
 	// LoadedAt is when the last full listing finished; nil before the first.
 	LoadedAt *time.Time
+	// Properties names the company properties the stored values cover
+	// (the rules' crm_properties.companies when the companies were last
+	// listed in full), sorted.
+	Properties []string
 }
 
 // IndexState reads a workspace's index state.
 func (s *Store) IndexState(ctx context.Context, ws string) (IndexState, error) {
 	var st IndexState
-	err := s.db.QueryRow(ctx, `SELECT modified_cursor, loaded_at FROM crm_index_state WHERE workspace_id = $1`, ws).Scan(&st.ModifiedCursor, &st.LoadedAt)
+	err := s.db.QueryRow(ctx, `SELECT modified_cursor, loaded_at, properties FROM crm_index_state WHERE workspace_id = $1`, ws).Scan(&st.ModifiedCursor, &st.LoadedAt, &st.Properties)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("read company index state: %w", err)
 	}
@@ -40,11 +44,13 @@ func (s *Store) IndexLoaded(ctx context.Context, ws string) (bool, error) {
 	return loaded, nil
 }
 
-// StoredCompany is a company as the index stores it: normalised domains.
+// StoredCompany is a company as the index stores it: normalised domains,
+// and the values of the declared CRM properties (nil when none is set).
 type StoredCompany struct {
 	ID, Name   string
 	Domains    []string
 	ModifiedAt time.Time
+	Properties map[string]string
 }
 
 // UpsertCompanies stores companies of a workspace.
@@ -54,9 +60,10 @@ func (s *Store) UpsertCompanies(ctx context.Context, ws string, cs []StoredCompa
 	}
 	b := &pgx.Batch{}
 	for _, c := range cs {
-		b.Queue(`INSERT INTO crm_companies (workspace_id, company_id, name, domains, modified_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (workspace_id, company_id) DO UPDATE SET name = EXCLUDED.name, domains = EXCLUDED.domains, modified_at = EXCLUDED.modified_at`,
-			ws, c.ID, c.Name, c.Domains, nullTime(c.ModifiedAt))
+		b.Queue(`INSERT INTO crm_companies (workspace_id, company_id, name, domains, modified_at, properties) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (workspace_id, company_id) DO UPDATE SET name = EXCLUDED.name, domains = EXCLUDED.domains, modified_at = EXCLUDED.modified_at,
+				properties = EXCLUDED.properties`,
+			ws, c.ID, c.Name, c.Domains, nullTime(c.ModifiedAt), propertiesJSON(c.Properties))
 	}
 	if err := s.db.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("store companies: %w", err)
@@ -73,13 +80,17 @@ func (s *Store) RemoveCompaniesExcept(ctx context.Context, ws string, seen []str
 	return nil
 }
 
-// StoreIndexState records a finished index refresh.
-func (s *Store) StoreIndexState(ctx context.Context, ws string, cursor, loadedAt time.Time, companies, freeMailSkipped int) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO crm_index_state (workspace_id, modified_cursor, loaded_at, companies, free_mail_skipped)
-		VALUES ($1, $2, $3, $4, $5)
+// StoreIndexState records a finished index refresh; properties names the
+// company properties the stored values now cover.
+func (s *Store) StoreIndexState(ctx context.Context, ws string, cursor, loadedAt time.Time, companies, freeMailSkipped int, properties []string) error {
+	if properties == nil {
+		properties = []string{}
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO crm_index_state (workspace_id, modified_cursor, loaded_at, companies, free_mail_skipped, properties)
+		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (workspace_id) DO UPDATE SET modified_cursor = EXCLUDED.modified_cursor, loaded_at = EXCLUDED.loaded_at,
-			companies = EXCLUDED.companies, free_mail_skipped = EXCLUDED.free_mail_skipped`,
-		ws, cursor, loadedAt, companies, freeMailSkipped)
+			companies = EXCLUDED.companies, free_mail_skipped = EXCLUDED.free_mail_skipped, properties = EXCLUDED.properties`,
+		ws, cursor, loadedAt, companies, freeMailSkipped, properties)
 	if err != nil {
 		return fmt.Errorf("store company index state: %w", err)
 	}

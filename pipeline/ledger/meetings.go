@@ -13,12 +13,12 @@ import (
 )
 
 const meetingSelect = `SELECT id, meeting_key, state, action, rule, coalesce(crm_meeting_id, ''), coalesce(owned_hash, ''), coalesce(desired_hash, ''),
-	company_ids, contact_ids, coalesce(attempt_id::text, ''), attempts, updated_at FROM meetings`
+	company_ids, contact_ids, coalesce(attempt_id::text, ''), attempts, updated_at, adopted FROM meetings`
 
 func scanMeeting(row pgx.Row) (plan.Meeting, error) {
 	var m plan.Meeting
 	err := row.Scan(&m.ID, &m.Key, &m.State, &m.Action, &m.Rule, &m.CRMID, &m.OwnedHash, &m.DesiredHash,
-		&m.CompanyIDs, &m.ContactIDs, &m.AttemptID, &m.Attempts, &m.UpdatedAt)
+		&m.CompanyIDs, &m.ContactIDs, &m.AttemptID, &m.Attempts, &m.UpdatedAt, &m.Adopted)
 	return m, err
 }
 
@@ -105,7 +105,11 @@ func (t *Tx) LockExisting(ctx context.Context, ws string, keys []string) (map[st
 
 // Copies reads the copies of meetings, by meeting id.
 func (t *Tx) Copies(ctx context.Context, meetingIDs []int64) (map[int64][]plan.Copy, error) {
-	rows, err := t.tx.Query(ctx, `SELECT meeting_id, calendar_id, event_id, status, organizer_copy, action, rule, coalesce(etag, ''), coalesce(linked_crm_id, ''), rescheduled,
+	return readCopies(ctx, t.tx, meetingIDs)
+}
+
+func readCopies(ctx context.Context, q querier, meetingIDs []int64) (map[int64][]plan.Copy, error) {
+	rows, err := q.Query(ctx, `SELECT meeting_id, calendar_id, event_id, status, organizer_copy, action, rule, coalesce(etag, ''), coalesce(linked_crm_id, ''), rescheduled,
 		booking, coalesce(external_event_id, ''), coalesce(match_hash, '')
 		FROM meeting_copies WHERE meeting_id = ANY($1)`, meetingIDs)
 	if err != nil {
@@ -221,7 +225,7 @@ func (s *Store) RecordWrites(ctx context.Context, o WriteOutcome, now time.Time)
 	b := &pgx.Batch{}
 	queueHistory(b, o, now) // the console's write history (console.go)
 	for id, crmID := range o.Adopted {
-		b.Queue(`UPDATE meetings SET crm_meeting_id = $2, state = 'logged', attempt_id = NULL, owned_hash = NULL, updated_at = $3 WHERE id = $1`, id, crmID, now)
+		b.Queue(`UPDATE meetings SET crm_meeting_id = $2, state = 'logged', attempt_id = NULL, owned_hash = NULL, adopted = true, updated_at = $3 WHERE id = $1`, id, crmID, now)
 	}
 	for _, w := range o.Written {
 		b.Queue(`UPDATE meetings SET crm_meeting_id = $2, state = CASE WHEN $6 THEN 'cancelled' ELSE 'logged' END, owned_hash = $3,

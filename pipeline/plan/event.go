@@ -23,6 +23,10 @@ type Meeting struct {
 	AttemptID   string // the create attempt in flight; "" when none
 	Attempts    int
 	UpdatedAt   time.Time
+	// Adopted: the CRM record was found in the CRM (logged by the CRM's
+	// own calendar sync, or a create whose outcome was lost), not created
+	// by this meeting's write; such a record is never withdrawn.
+	Adopted bool
 }
 
 // Logged reports whether the meeting has a live record in the CRM.
@@ -114,8 +118,11 @@ type EventPlan struct {
 	// Write, when set, is the CRM write the decision calls for.
 	Write *Desired
 	// Link: write the CRM id back into this copy.
-	Link    bool
-	Outcome Outcome
+	Link bool
+	// Withdrawn: the meeting no longer qualifies before it happens and its
+	// CRM record is withdrawn (Withdraws); Write is its cancellation.
+	Withdrawn bool
+	Outcome   Outcome
 	// Desired is the meeting's desired state, for a reconciliation's drift
 	// check (set with OutcomeCurrent).
 	Desired *Desired
@@ -219,6 +226,11 @@ func DecideEvent(in EventInput) EventPlan {
 		if row.CRMID == "" && row.State != Creating {
 			state = Pending
 		}
+	case !anyLog && !minimal && Withdraws(row, e.Start, in.Now):
+		// No longer qualifies before it happens: withdrawn (Withdraws).
+		w = Desired{Cancel: true}
+		desiredHash = w.Hash(in.Ownership)
+		out.Withdrawn = true
 	case row.CRMID == "":
 		state, desiredHash = Skipped, ""
 		if !inWindow && !minimal {

@@ -96,9 +96,31 @@ func TestDecideEvent(t *testing.T) {
 		{name: "an attendee leaving changes the meeting: an update",
 			in:    in(event("e1", att(rep, accepted), att(cfo, accepted)), "cal-rep", rep, logged),
 			state: Logged, write: true, outcome: OutcomeUpdate, copyStat: CopyConfirmed, record: true},
-		{name: "every external attendee leaving leaves the logged meeting in the CRM, untouched",
+		{name: "every external attendee leaving an upcoming meeting withdraws it from the CRM",
 			in:    in(event("e1", att(rep, accepted), att(ae, accepted)), "cal-rep", rep, logged),
+			state: Logged, write: true, cancel: true, outcome: OutcomeCancel, copyStat: CopyConfirmed, record: true},
+		{name: "every external attendee leaving a past meeting leaves it in the CRM, untouched",
+			in: func() EventInput {
+				i := in(event("e1", att(rep, accepted), att(ae, accepted)), "cal-rep", rep, logged)
+				i.Now = t0.Add(2 * time.Hour)
+				return i
+			}(),
 			state: Logged, link: true, copyStat: CopyConfirmed, record: true},
+		{name: "an adopted upcoming meeting that stops qualifying is left untouched",
+			in: func() EventInput {
+				adopted := logged
+				adopted.Adopted = true
+				return in(event("e1", att(rep, accepted), att(ae, accepted)), "cal-rep", rep, adopted)
+			}(),
+			state: Logged, link: true, copyStat: CopyConfirmed, record: true},
+		{name: "a withdrawn meeting that qualifies again is restored",
+			in: in(event("e1", att(rep, accepted), att(cfo, accepted)), "cal-rep", rep,
+				Meeting{ID: 1, Key: "k", State: Cancelled, Action: ActionSkip, Rule: "skip-lead", CRMID: "900", OwnedHash: "h-cancel", DesiredHash: "h-cancel"}),
+			state: Cancelled, write: true, outcome: OutcomeUpdate, copyStat: CopyConfirmed, record: true},
+		{name: "a withdrawn meeting still not qualifying writes nothing again",
+			in: in(event("e1", att(rep, accepted), att(ae, accepted)), "cal-rep", rep,
+				Meeting{ID: 1, Key: "k", State: Cancelled, Action: ActionSkip, Rule: "skip-lead", CRMID: "900", OwnedHash: "h-cancel", DesiredHash: "h-cancel"}),
+			state: Cancelled, link: true, copyStat: CopyConfirmed, record: true},
 		{name: "the organizer's copy cancelled cancels a logged meeting",
 			in: in(func() *calendar.Event {
 				e := event("e1", att(rep, accepted), att(cfo, accepted))
@@ -210,8 +232,41 @@ func TestDecideRulesVersionChange(t *testing.T) {
 	skipAll.Decision = rules.Decision{Action: rules.ActionSkip, Rule: "skip-everything", Version: "v4"}
 	skipAll.Copies = nil
 	out = DecideEvent(skipAll)
-	if out.Write != nil || out.Meeting.State != Logged || out.Meeting.CRMID != "900" {
-		t.Errorf("meeting no longer logged by the rules: write %v state %s", out.Write != nil, out.Meeting.State)
+	if out.Write == nil || !out.Write.Cancel || !out.Withdrawn || out.Outcome != OutcomeCancel {
+		t.Errorf("upcoming meeting no longer logged by the rules: write %+v withdrawn %v outcome %v, want a withdrawal", out.Write, out.Withdrawn, out.Outcome)
+	}
+	skipAll.Now = t0.Add(time.Minute) // it has started
+	out = DecideEvent(skipAll)
+	if out.Write != nil || out.Withdrawn || out.Meeting.State != Logged || out.Meeting.CRMID != "900" {
+		t.Errorf("started meeting no longer logged by the rules: write %v state %s", out.Write != nil, out.Meeting.State)
+	}
+}
+
+// TestWithdraws is the policy for a meeting the rules stop logging.
+func TestWithdraws(t *testing.T) {
+	logged := Meeting{State: Logged, CRMID: "900"}
+	adopted := logged
+	adopted.Adopted = true
+	for _, c := range []struct {
+		name  string
+		row   Meeting
+		start time.Time
+		want  bool
+	}{
+		{"created by Rapport, upcoming", logged, now.Add(time.Minute), true},
+		{"created by Rapport, started", logged, now, false},
+		{"created by Rapport, past", logged, now.Add(-24 * time.Hour), false},
+		{"adopted, upcoming", adopted, now.Add(time.Hour), false},
+		{"not in the CRM yet", Meeting{State: Pending}, now.Add(time.Hour), false},
+		{"already cancelled", Meeting{State: Cancelled, CRMID: "900"}, now.Add(time.Hour), false},
+		{"deleted in the CRM", Meeting{State: DeletedInCRM, CRMID: "900"}, now.Add(time.Hour), false},
+		{"no start known", logged, time.Time{}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Withdraws(c.row, c.start, now); got != c.want {
+				t.Errorf("Withdraws = %v, want %v", got, c.want)
+			}
+		})
 	}
 }
 
